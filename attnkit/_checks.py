@@ -1,0 +1,93 @@
+"""Input checks shared by every attnkit module.
+
+Each helper raises a ``TypeError`` or ``ValueError`` whose message names the argument and
+says what it got (shape, dtype, device), so a reader sees at once which tensor is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def shape_str(x: torch.Tensor) -> str:
+    """``(2, 3, 4)`` style string of a tensor's shape."""
+    return "(" + ", ".join(str(s) for s in x.shape) + ")"
+
+
+def check_tensor(name: str, x: object, *, min_rank: int = 0, floating: bool = True) -> torch.Tensor:
+    """Check that ``x`` is a tensor of rank >= ``min_rank`` (and floating point if asked)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.dim() < min_rank:
+        raise ValueError(
+            f"{name} must have at least {min_rank} dimensions; got shape {shape_str(x)}"
+        )
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
+    return x
+
+
+def check_same_dtype_device(**tensors: torch.Tensor) -> None:
+    """All tensors share one dtype and one device."""
+    names = list(tensors)
+    first = tensors[names[0]]
+    for name in names[1:]:
+        t = tensors[name]
+        if t.device != first.device:
+            got = ", ".join(f"{n} on {tensors[n].device}" for n in names)
+            raise ValueError(f"{names[0]} and {name} must be on the same device; got {got}")
+        if t.dtype != first.dtype:
+            got = ", ".join(f"{n}: {tensors[n].dtype}" for n in names)
+            raise TypeError(f"{names[0]} and {name} must have the same dtype; got {got}")
+
+
+def check_dim_match(name_a: str, a: torch.Tensor, dim_a: int, name_b: str, b: torch.Tensor,
+                    dim_b: int, what: str) -> None:
+    """``a.shape[dim_a] == b.shape[dim_b]``, else a ValueError naming both shapes."""
+    if a.shape[dim_a] != b.shape[dim_b]:
+        raise ValueError(
+            f"{what}: {name_a}.shape[{dim_a}] = {a.shape[dim_a]} but "
+            f"{name_b}.shape[{dim_b}] = {b.shape[dim_b]} "
+            f"({name_a}: {shape_str(a)}, {name_b}: {shape_str(b)})"
+        )
+
+
+def broadcast_batch(**tensors: torch.Tensor) -> torch.Size:
+    """Broadcast the leading (batch) dims of tensors whose last two dims are matrices."""
+    try:
+        return torch.broadcast_shapes(*(t.shape[:-2] for t in tensors.values()))
+    except RuntimeError:
+        got = ", ".join(f"{n}: {shape_str(t)}" for n, t in tensors.items())
+        raise ValueError(f"batch dimensions of {', '.join(tensors)} do not broadcast; got {got}") from None
+
+
+def check_mask(mask: object, target: Sequence[int], *, name: str = "mask") -> torch.Tensor:
+    """A bool or float mask that broadcasts to ``target`` (e.g. ``(..., Lq, Lk)``)."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (bool or float) or None; got {type(mask).__name__}")
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"{name} must be bool (True = takes part) or float (added to scores); got dtype {mask.dtype}")
+    target = torch.Size(target)
+    try:
+        out = torch.broadcast_shapes(mask.shape, target)
+    except RuntimeError:
+        out = None
+    if out != target:
+        raise ValueError(
+            f"{name} of shape {shape_str(mask)} does not broadcast to the scores' shape "
+            f"({', '.join(map(str, target))})"
+        )
+    return mask
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    """A positive (or non-negative) finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or value != value or value == float("inf"):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a finite {kind} number; got {value}")
+    return float(value)

@@ -1,0 +1,109 @@
+"""The history of attention as one data table: it drives the intro timeline and chapter links.
+
+Each :class:`Milestone` names the years, the idea, the bibliography keys of the original work
+(``references.bib``) and the chapter (a docname of ``_toc.yml``) that teaches it, or ``None``
+while that chapter is still to be written. The intro page draws :func:`plot_timeline` and
+prints :func:`chapter_links_markdown` from this table; a test checks that every chapter named
+here is in the table of contents and every key is in the bibliography, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """One row of the history: ``start``-``end`` years, the idea, its references and chapter."""
+
+    start: int
+    end: int
+    idea: str
+    refs: tuple[str, ...]
+    chapter: str | None
+    era: str
+
+    @property
+    def years(self) -> str:
+        return str(self.start) if self.end == self.start else f"{self.start}-{str(self.end)[-2:]}"
+
+
+ERAS = ("Before deep learning", "Recurrent attention", "The Transformer era", "Scaling attention")
+
+HISTORY: tuple[Milestone, ...] = (
+    Milestone(1953, 1967, "Cocktail party, filter and attenuation models, partial report",
+              ("cherry1953", "broadbent1958", "sperling1960", "treisman1964"), None, ERAS[0]),
+    Milestone(1986, 1987, "Sigma-pi units and higher-order networks",
+              ("rumelhart1986framework", "giles1987"), None, ERAS[0]),
+    Milestone(1992, 1992, "Fast weights: a slow net programs a fast one",
+              ("schmidhuber1992", "hinton1987fast"), None, ERAS[0]),
+    Milestone(1998, 1998, "Bilateral filter", ("tomasi1998",), None, ERAS[0]),
+    Milestone(2005, 2005, "Non-local means", ("buades2005",), None, ERAS[0]),
+    Milestone(2014, 2014, "Seq2seq with (additive) attention",
+              ("bahdanau2015", "sutskever2014", "luong2015"), None, ERAS[1]),
+    Milestone(2015, 2015, "Attention in vision: show, attend and tell", ("xu2015",), None, ERAS[1]),
+    Milestone(2016, 2016, "Self-attention in RNNs, decomposable attention, structured embeddings",
+              ("cheng2016", "parikh2016", "lin2017"), None, ERAS[1]),
+    Milestone(2017, 2017, "The Transformer; set transformers and relation networks",
+              ("vaswani2017", "lee2019set", "santoro2017"), None, ERAS[2]),
+    Milestone(2018, 2018, "Non-local neural networks and graph attention",
+              ("wang2018nonlocal", "velickovic2018"), None, ERAS[2]),
+    Milestone(2019, 2021, "Modern Hopfield networks, ViT, CLIP, CCNet/DANet, AlphaFold",
+              ("ramsauer2021", "dosovitskiy2021", "radford2021", "huang2019ccnet", "fu2019danet",
+               "jumper2021"), None, ERAS[2]),
+    Milestone(2019, 2020, "Efficient transformers: Reformer, Linformer, Performer",
+              ("kitaev2020", "wang2020linformer", "choromanski2021"), None, ERAS[3]),
+    Milestone(2022, 2022, "FlashAttention: exact attention tiled for the GPU",
+              ("dao2022", "milakov2018"), None, ERAS[3]),
+)
+"""The book's history table, in chronological order."""
+
+INTRO_CHAPTER = "chapters/what-is-attention"
+"""The chapter that sets up the notation every other chapter uses."""
+
+
+def chapters() -> list[str]:
+    """Docnames of the chapters the history table links to, in order (no duplicates)."""
+    out: list[str] = []
+    for m in HISTORY:
+        if m.chapter and m.chapter not in out:
+            out.append(m.chapter)
+    return out
+
+
+def plot_timeline(history: tuple[Milestone, ...] = HISTORY, ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw the history as a timeline: one bar per milestone, coloured by era.
+
+    Milestones whose chapter is not written yet are drawn hollow.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 0.45 * len(history) + 1.2))
+    colors = dict(zip(ERAS, plt.get_cmap("tab10").colors))
+    for row, m in enumerate(history):
+        y = len(history) - 1 - row
+        width = max(m.end - m.start, 0.8)
+        ax.barh(y, width, left=m.start, height=0.6, color=colors[m.era] if m.chapter else "white",
+                edgecolor=colors[m.era], linewidth=1.5)
+        ax.text(m.start + width + 0.8, y, f"{m.years}  {m.idea}", va="center", fontsize=8.5)
+    for era, c in colors.items():
+        ax.barh([], [], color=c, label=era)
+    ax.set_yticks([])
+    ax.set_xlim(1950, 2045)
+    ax.set_xlabel("year")
+    ax.set_title("Attention, from the cocktail party to FlashAttention (hollow: chapter to come)")
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    return ax
+
+
+def chapter_links_markdown(history: tuple[Milestone, ...] = HISTORY) -> str:
+    """A MyST Markdown table: years, idea, chapter link (``{doc}``) and citations (``{cite:p}``)."""
+    lines = ["| Years | Idea | Chapter | Original work |", "|---|---|---|---|"]
+    for m in history:
+        link = f"{{doc}}`/{m.chapter}`" if m.chapter else "*to come*"
+        cites = f"{{cite:p}}`{','.join(m.refs)}`"
+        lines.append(f"| {m.years} | {m.idea} | {link} | {cites} |")
+    return "\n".join(lines)
