@@ -1,0 +1,1 @@
+"""Part I: attention before deep learning (1950s to 2005)."""
