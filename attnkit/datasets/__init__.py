@@ -1,0 +1,1 @@
+"""Small datasets generated in code (or shipped in ``attnkit/data/``): no downloads, fixed seeds."""
