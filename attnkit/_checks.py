@@ -13,17 +13,20 @@ import torch
 
 def shape_str(x: torch.Tensor) -> str:
     """``(2, 3, 4)`` style string of a tensor's shape."""
-    return "(" + ", ".join(str(s) for s in x.shape) + ")"
+    return str(tuple(x.shape))
 
 
-def check_tensor(name: str, x: object, *, min_rank: int = 0, floating: bool = True) -> torch.Tensor:
-    """Check that ``x`` is a tensor of rank >= ``min_rank`` (and floating point if asked)."""
+def check_tensor(name: str, x: object, *, min_rank: int = 0, floating: bool = True,
+                 shape: str | None = None) -> torch.Tensor:
+    """Check that ``x`` is a tensor of rank >= ``min_rank`` (and floating point if asked).
+
+    ``shape`` is the expected layout in words, e.g. ``"(..., Lq, d)"``, quoted in the error.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
     if x.dim() < min_rank:
-        raise ValueError(
-            f"{name} must have at least {min_rank} dimensions; got shape {shape_str(x)}"
-        )
+        want = f"shape {shape} (at least {min_rank} dimensions)" if shape else f"at least {min_rank} dimensions"
+        raise ValueError(f"{name} must have {want}; got shape {shape_str(x)}")
     if floating and not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
     return x

@@ -97,9 +97,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, score: str | Sc
         ValueError: wrong ranks, mismatched ``d`` or ``Lk``, a mask that does not broadcast,
             mixed devices, an unknown score/normaliser name, a non-positive temperature.
     """
-    check_tensor("q", q, min_rank=2)
-    check_tensor("k", k, min_rank=2)
-    check_tensor("v", v, min_rank=2)
+    check_tensor("q", q, min_rank=2, shape="(..., Lq, d)")
+    check_tensor("k", k, min_rank=2, shape="(..., Lk, d)")
+    check_tensor("v", v, min_rank=2, shape="(..., Lk, dv)")
     check_same_dtype_device(q=q, k=k, v=v)
     check_dim_match("k", k, -2, "v", v, -2, "k and v need one value per key (Lk)")
     batch = broadcast_batch(q=q, k=k, v=v)

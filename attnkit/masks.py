@@ -27,7 +27,9 @@ def padding_mask(lengths: Sequence[int] | torch.Tensor, max_len: int | None = No
     """Bool ``(B, L)``: ``True`` for the first ``lengths[b]`` positions of sequence ``b``."""
     lengths = torch.as_tensor(lengths)
     if lengths.dim() != 1 or lengths.is_floating_point():
-        raise ValueError(f"lengths must be a 1-D sequence of ints; got shape {tuple(lengths.shape)}, dtype {lengths.dtype}")
+        raise ValueError(
+            f"lengths must be a 1-D sequence of ints; got shape {tuple(lengths.shape)}, dtype {lengths.dtype}"
+        )
     if (lengths < 0).any():
         raise ValueError(f"lengths must be non-negative; got {lengths.tolist()}")
     L = int(lengths.max()) if max_len is None and len(lengths) else (max_len or 0)

@@ -45,7 +45,8 @@ def heatmap(weights: torch.Tensor | np.ndarray, x_labels: Sequence[str] | None =
     Lq, Lk = w.shape
     for name, labels, n in (("x_labels", x_labels, Lk), ("y_labels", y_labels, Lq)):
         if labels is not None and len(labels) != n:
-            raise ValueError(f"{name} has {len(labels)} labels but weights has {n} {'columns' if name[0] == 'x' else 'rows'} (shape {w.shape})")
+            axis = "columns" if name[0] == "x" else "rows"
+            raise ValueError(f"{name} has {len(labels)} labels but weights has {n} {axis} (shape {w.shape})")
     if ax is None:
         _, ax = plt.subplots(figsize=(1.2 + 0.5 * max(Lk, 4), 1.0 + 0.45 * max(Lq, 4)))
     if vmax is None and vmin == 0.0:

@@ -47,7 +47,8 @@ def masked_softmax_cases(seed: int = 0) -> list[Case]:
     return cases
 
 
-def check_masked_softmax(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, quiet: bool = False) -> CheckResult:
+def check_masked_softmax(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
+                         quiet: bool = False) -> CheckResult:
     """Check a reader's ``fn(scores, mask) -> weights``.
 
     ``scores: (..., Lq, Lk)`` float; ``mask``: bool broadcastable to ``scores``, ``True`` = takes
