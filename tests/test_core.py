@@ -205,7 +205,8 @@ def test_gradients_of_fully_masked_rows_are_finite() -> None:
 
 def test_errors_name_the_argument_and_shapes() -> None:
     q, k, v = torch.randn(3, 4), torch.randn(5, 4), torch.randn(5, 2)
-    with pytest.raises(ValueError, match=r"q must have shape \(\.\.\., Lq, d\) \(at least 2 dimensions\); got shape \(4,"):
+    rank_msg = r"q must have shape \(\.\.\., Lq, d\) \(at least 2 dimensions\); got shape \(4,"
+    with pytest.raises(ValueError, match=rank_msg):
         attend(torch.randn(4), k, v)
     with pytest.raises(ValueError, match=r"q.shape\[-1\] = 3 but k.shape\[-1\] = 4"):
         attend(torch.randn(3, 3), k, v)
