@@ -58,7 +58,11 @@ def test_every_chapter_executed_and_run_times_are_reported(built_book) -> None:
         assert times[doc]["status"] == "✅", f"{doc}: {times[doc]}"
 
 
-def test_chapters_are_offered_for_download(built_book) -> None:
+def test_chapters_are_offered_for_download_as_executed_notebooks(built_book) -> None:
     for doc in notebook_docnames():
-        assert (built_book.html / "_sources" / f"{doc}.md").exists() or \
-            (built_book.html / "_sources" / f"{doc}.ipynb").exists(), doc
+        ipynb = built_book.html / "_sources" / f"{doc}.ipynb"
+        assert ipynb.exists(), f"{doc}: no .ipynb download"
+        nb = json.loads(ipynb.read_text())
+        assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), f"{doc}: no outputs"
+        page = (built_book.html / f"{doc}.html").read_text()
+        assert f"{doc.rsplit('/', 1)[-1]}.ipynb" in page, f"{doc}: the page does not link its .ipynb"
