@@ -33,12 +33,13 @@ class Milestone:
 ERAS = ("Before deep learning", "Recurrent attention", "The Transformer era", "Scaling attention")
 
 HISTORY: tuple[Milestone, ...] = (
-    Milestone(1953, 1967, "Cocktail party, filter and attenuation models, partial report",
-              ("cherry1953", "broadbent1958", "sperling1960", "treisman1964"), None, ERAS[0]),
+    Milestone(1953, 1967, "Cocktail party, filter and attenuation models, partial report, saccades",
+              ("cherry1953", "broadbent1958", "sperling1960", "treisman1964", "yarbus1967"),
+              "chapters/part1/cocktail-party", ERAS[0]),
     Milestone(1986, 1987, "Sigma-pi units and higher-order networks",
-              ("rumelhart1986framework", "giles1987"), None, ERAS[0]),
-    Milestone(1992, 1992, "Fast weights: a slow net programs a fast one",
-              ("schmidhuber1992", "hinton1987fast"), None, ERAS[0]),
+              ("rumelhart1986framework", "giles1987"), "chapters/part1/sigma-pi", ERAS[0]),
+    Milestone(1987, 1992, "Fast weights: a slow net programs a fast one",
+              ("hinton1987fast", "schmidhuber1992"), "chapters/part1/fast-weights", ERAS[0]),
     Milestone(1998, 1998, "Bilateral filter", ("tomasi1998",), None, ERAS[0]),
     Milestone(2005, 2005, "Non-local means", ("buades2005",), None, ERAS[0]),
     Milestone(2014, 2014, "Seq2seq with (additive) attention",

@@ -9,5 +9,15 @@ only when every hidden case passed.
 
 from attnkit.exercises._harness import Case, CheckResult, run_cases
 from attnkit.exercises.core import check_masked_softmax, check_scaled_dot_attention
+from attnkit.exercises.early import check_attenuator, check_bilinear_score, check_fast_weights
 
-__all__ = ["Case", "CheckResult", "run_cases", "check_masked_softmax", "check_scaled_dot_attention"]
+__all__ = [
+    "Case",
+    "CheckResult",
+    "run_cases",
+    "check_masked_softmax",
+    "check_scaled_dot_attention",
+    "check_attenuator",
+    "check_bilinear_score",
+    "check_fast_weights",
+]
