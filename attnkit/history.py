@@ -54,8 +54,10 @@ HISTORY: tuple[Milestone, ...] = (
     Milestone(2019, 2021, "Modern Hopfield networks, ViT, CLIP, CCNet/DANet, AlphaFold",
               ("ramsauer2021", "dosovitskiy2021", "radford2021", "huang2019ccnet", "fu2019danet",
                "jumper2021"), None, ERAS[2]),
-    Milestone(2019, 2020, "Efficient transformers: Reformer, Linformer, Performer",
-              ("kitaev2020", "wang2020linformer", "choromanski2021"), None, ERAS[3]),
+    Milestone(2019, 2020, "Efficient transformers: sparse, LSH (Reformer), low-rank (Linformer), "
+              "random features (Performer)",
+              ("child2019", "beltagy2020", "kitaev2020", "wang2020linformer", "katharopoulos2020",
+               "choromanski2021", "tay2022"), "chapters/part4/efficient-transformers", ERAS[3]),
     Milestone(2022, 2022, "FlashAttention: exact attention tiled for the GPU",
               ("dao2022", "milakov2018"), None, ERAS[3]),
 )

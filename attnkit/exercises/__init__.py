@@ -10,6 +10,7 @@ only when every hidden case passed.
 from attnkit.exercises._harness import Case, CheckResult, run_cases
 from attnkit.exercises.core import check_masked_softmax, check_scaled_dot_attention
 from attnkit.exercises.early import check_attenuator, check_bilinear_score, check_fast_weights
+from attnkit.exercises.efficient import check_favor_features
 
 __all__ = [
     "Case",
@@ -20,4 +21,5 @@ __all__ = [
     "check_attenuator",
     "check_bilinear_score",
     "check_fast_weights",
+    "check_favor_features",
 ]

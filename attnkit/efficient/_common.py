@@ -1,0 +1,50 @@
+"""Input checks and small helpers shared by the efficient-attention modules.
+
+Shape legend: ``...`` batch dims (equal for ``q``, ``k``, ``v``), ``L`` queries, ``N`` keys,
+``d`` query/key width, ``dv`` value width, ``m`` random features, ``r`` projected length.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit._checks import check_dim_match, check_same_dtype_device, check_tensor
+
+
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, same_length: bool = False) -> None:
+    """``q: (..., L, d)``, ``k: (..., N, d)``, ``v: (..., N, dv)`` with equal batch dims."""
+    check_tensor("q", q, min_rank=2, shape="(..., L, d)")
+    check_tensor("k", k, min_rank=2, shape="(..., N, d)")
+    check_tensor("v", v, min_rank=2, shape="(..., N, dv)")
+    check_same_dtype_device(q=q, k=k, v=v)
+    check_dim_match("q", q, -1, "k", k, -1, "queries and keys need the same width d")
+    check_dim_match("k", k, -2, "v", v, -2, "k and v need one value per key (N)")
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        raise ValueError(f"q, k and v must have the same batch dimensions; got q: {tuple(q.shape)}, "
+                         f"k: {tuple(k.shape)}, v: {tuple(v.shape)}")
+    if same_length:
+        check_dim_match("q", q, -2, "k", k, -2, "this attention needs as many queries as keys (self-attention)")
+
+
+def check_int(name: str, value: object, *, minimum: int = 1) -> int:
+    """A Python int ``>= minimum`` (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
+    """A generator from ``seed`` (or the one given); ``None`` uses the global RNG."""
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator, not both")
+    if seed is not None:
+        return torch.Generator().manual_seed(int(seed))
+    return generator
+
+
+def relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:
+    r"""$\lVert \hat O - O \rVert_F / \lVert O \rVert_F$, computed in float64."""
+    a, e = approx.detach().double(), exact.detach().double()
+    return float((a - e).norm() / e.norm().clamp_min(1e-300))
