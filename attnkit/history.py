@@ -48,7 +48,7 @@ HISTORY: tuple[Milestone, ...] = (
     Milestone(2016, 2016, "Self-attention in RNNs, decomposable attention, structured embeddings",
               ("cheng2016", "parikh2016", "lin2017"), None, ERAS[1]),
     Milestone(2017, 2017, "The Transformer; set transformers and relation networks",
-              ("vaswani2017", "lee2019set", "santoro2017"), None, ERAS[2]),
+              ("vaswani2017", "lee2019set", "santoro2017"), "chapters/part3/transformer", ERAS[2]),
     Milestone(2018, 2018, "Non-local neural networks and graph attention",
               ("wang2018nonlocal", "velickovic2018"), None, ERAS[2]),
     Milestone(2019, 2021, "Modern Hopfield networks, ViT, CLIP, CCNet/DANet, AlphaFold",

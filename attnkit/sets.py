@@ -1,0 +1,169 @@
+r"""Attention on sets: the Set Transformer (Lee et al., 2019) and a Deep Sets baseline.
+
+A function of a *set* must not depend on the order of its elements. Deep Sets
+(Zaheer et al., 2017) get this with a sum: $f(X) = \rho(\sum_i \phi(x_i))$. The Set
+Transformer replaces the sum by attention, which lets the elements interact:
+
+- ``MAB(X, Y) = LN(H + rFF(H))`` with ``H = LN(X + MHA(X, Y, Y))``, the multihead attention
+  block: queries from ``X``, keys and values from ``Y`` (:class:`attnkit.MultiHeadAttention`,
+  i.e. :func:`attnkit.attend` per head);
+- ``SAB(X) = MAB(X, X)``: self-attention, permutation-equivariant, ``O(N^2)``;
+- ``ISAB(X) = MAB(X, MAB(I, X))``: ``m`` learned *inducing points* ``I`` summarise the set
+  first, so the cost is ``O(N m)``;
+- ``PMA(Z) = MAB(S, rFF(Z))``: ``k`` learned *seed* queries ``S`` pool the set into ``k``
+  vectors, permutation-invariant.
+
+Shapes: ``B`` batch, ``N`` set size (padded), ``E`` width, ``m`` inducing points,
+``k`` seeds. ``key_padding (B, N)`` bool marks the real elements (``True``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from attnkit._checks import check_tensor, shape_str
+from attnkit.mha import MultiHeadAttention
+
+
+def _rff(d: int, hidden: int | None = None) -> nn.Sequential:
+    hidden = hidden or 2 * d
+    return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d))
+
+
+def _check_set(name: str, x: object, d: int, key_padding: torch.Tensor | None) -> None:
+    check_tensor(name, x, min_rank=3, shape=f"(B, N, {d})")
+    if x.dim() != 3 or x.shape[-1] != d:
+        raise ValueError(f"{name} must be (B, N, {d}); got shape {shape_str(x)}")
+    if key_padding is not None:
+        if not isinstance(key_padding, torch.Tensor) or key_padding.dtype != torch.bool:
+            raise TypeError(f"key_padding must be a bool tensor (True = real element); got {key_padding!r:.60}")
+        if key_padding.shape != x.shape[:2]:
+            raise ValueError(f"key_padding must be (B, N) = {tuple(x.shape[:2])}; got {tuple(key_padding.shape)}")
+
+
+class MAB(nn.Module):
+    """Multihead attention block ``MAB(X, Y) = LN(H + rFF(H))``, ``H = LN(X + MHA(X, Y, Y))``.
+
+    ``forward(x (B, Nx, E), y (B, Ny, E), key_padding (B, Ny) or None) -> (B, Nx, E)``; the
+    weights ``(B, H, Nx, Ny)`` of the last call are kept in ``self.weights``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, layer_norm: bool = True) -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(d_model, n_heads)
+        self.rff = _rff(d_model)
+        self.ln1 = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
+        self.ln2 = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
+        self.weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        out, w = self.attn(x, y, y, key_padding=key_padding)
+        self.weights = w.detach()
+        h = self.ln1(x + out)  # H = LN(X + MHA(X, Y, Y))
+        return self.ln2(h + self.rff(h))  # LN(H + rFF(H))
+
+
+class SAB(nn.Module):
+    """Set attention block ``SAB(X) = MAB(X, X)``: ``(B, N, E) -> (B, N, E)``, equivariant."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.mab = MAB(d_model, n_heads)
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        _check_set("x", x, self.d_model, key_padding)
+        return self.mab(x, x, key_padding)
+
+
+class ISAB(nn.Module):
+    """Induced set attention block ``ISAB(X) = MAB(X, MAB(I, X))`` with ``m`` inducing points.
+
+    ``(B, N, E) -> (B, N, E)``, permutation-equivariant, cost ``O(N m)`` instead of ``O(N^2)``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, n_inducing: int) -> None:
+        super().__init__()
+        if isinstance(n_inducing, bool) or not isinstance(n_inducing, int) or n_inducing < 1:
+            raise ValueError(f"n_inducing must be an int >= 1; got {n_inducing!r}")
+        self.d_model = d_model
+        self.inducing = nn.Parameter(torch.randn(1, n_inducing, d_model) / d_model**0.5)  # (1, m, E)
+        self.mab1, self.mab2 = MAB(d_model, n_heads), MAB(d_model, n_heads)
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        _check_set("x", x, self.d_model, key_padding)
+        inducing = self.inducing.expand(x.shape[0], -1, -1)  # (B, m, E)
+        h = self.mab1(inducing, x, key_padding)  # H = MAB(I, X): (B, m, E), sees real elements only
+        return self.mab2(x, h)  # MAB(X, H): (B, N, E)
+
+
+class PMA(nn.Module):
+    """Pooling by multihead attention ``PMA(Z) = MAB(S, rFF(Z))``: ``(B, N, E) -> (B, k, E)``.
+
+    ``k`` learned seed vectors ``S`` attend over the (real) elements: permutation-invariant.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, n_seeds: int = 1) -> None:
+        super().__init__()
+        if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
+            raise ValueError(f"n_seeds must be an int >= 1; got {n_seeds!r}")
+        self.d_model = d_model
+        self.seeds = nn.Parameter(torch.randn(1, n_seeds, d_model) / d_model**0.5)  # (1, k, E)
+        self.rff = _rff(d_model)
+        self.mab = MAB(d_model, n_heads)
+
+    def forward(self, z: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        _check_set("z", z, self.d_model, key_padding)
+        seeds = self.seeds.expand(z.shape[0], -1, -1)  # (B, k, E)
+        return self.mab(seeds, self.rff(z), key_padding)  # (B, k, E)
+
+
+class SetTransformer(nn.Module):
+    """Encoder (``n_layers`` ISABs or SABs) + decoder (PMA with one seed) + a linear read-out.
+
+    ``forward(x (B, N, d_in), key_padding (B, N) bool or None) -> (B, n_outputs)``: invariant
+    to permutations of the set's elements. Padding positions (``False``) are ignored.
+    """
+
+    def __init__(self, d_in: int, n_outputs: int, *, d_model: int = 32, n_heads: int = 4, n_layers: int = 2,
+                 encoder: str = "isab", n_inducing: int = 8) -> None:
+        super().__init__()
+        if encoder not in ("isab", "sab"):
+            raise ValueError(f"encoder must be 'isab' or 'sab'; got {encoder!r}")
+        self.d_in = d_in
+        self.embed = nn.Linear(d_in, d_model)
+        self.blocks = nn.ModuleList(ISAB(d_model, n_heads, n_inducing) if encoder == "isab" else SAB(d_model, n_heads)
+                                    for _ in range(n_layers))
+        self.pool = PMA(d_model, n_heads, 1)
+        self.out = nn.Linear(d_model, n_outputs)
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        _check_set("x", x, self.d_in, key_padding)
+        h = self.embed(x)  # (B, N, E)
+        for block in self.blocks:
+            h = block(h, key_padding)  # (B, N, E)
+        return self.out(self.pool(h, key_padding)[:, 0])  # (B, k=1, E) -> (B, n_outputs)
+
+
+class DeepSets(nn.Module):
+    r"""Deep Sets (Zaheer et al., 2017): $\rho(\sum_i \phi(x_i))$ over the real elements.
+
+    ``forward(x (B, N, d_in), key_padding (B, N) bool or None) -> (B, n_outputs)``.
+    """
+
+    def __init__(self, d_in: int, n_outputs: int, *, d_hidden: int = 64) -> None:
+        super().__init__()
+        self.d_in = d_in
+        self.phi = nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_hidden), nn.ReLU())
+        self.rho = nn.Sequential(nn.Linear(d_hidden, d_hidden), nn.ReLU(), nn.Linear(d_hidden, n_outputs))
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        _check_set("x", x, self.d_in, key_padding)
+        h = self.phi(x)  # (B, N, D)
+        if key_padding is not None:
+            h = h * key_padding[..., None]  # padding contributes nothing to the sum
+        return self.rho(h.sum(1))  # (B, n_outputs)
+
+
+__all__ = ["ISAB", "MAB", "PMA", "SAB", "DeepSets", "SetTransformer"]

@@ -1,0 +1,460 @@
+r"""The Transformer (Vaswani et al., 2017), small enough to train on a laptop CPU.
+
+Everything here is :class:`attnkit.MultiHeadAttention`, i.e. :func:`attnkit.attend` with the
+scaled dot-product score $q^\top k / \sqrt{d}$ and a softmax, plus what the paper adds around it:
+
+- **positions**: ``sinusoidal_positions`` (Vaswani et al., 2017), ``LearnedPositions``
+  (Gehring et al., 2017) and rotary embeddings ``apply_rotary`` / ``rotary_score``
+  (Su et al., 2021), the last one expressed as a score function for ``attend``;
+- **blocks**: ``EncoderBlock`` (self-attention + feed-forward) and ``DecoderBlock``
+  (causal self-attention + cross-attention + feed-forward), each with post-norm
+  $x \leftarrow \mathrm{LN}(x + f(x))$ as in the paper or pre-norm
+  $x \leftarrow x + f(\mathrm{LN}(x))$ (Xiong et al., 2020);
+- ``TinyTransformer``, an encoder-decoder with per-layer, per-head attention maps
+  (``TinyTransformer.attention_maps``), and ``train_steps``, a small training loop.
+
+Shapes: ``B`` batch, ``L`` source length, ``T`` target length, ``E`` model width
+(``d_model``), ``H`` heads, ``Dh = E / H``, ``V`` vocabulary size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit.core import attend, attention_scores
+from attnkit.masks import causal_mask
+from attnkit.mha import MultiHeadAttention
+from attnkit.scores import scaled_dot_score
+
+POSITIONS = ("sinusoidal", "learned", "rotary", "none")
+"""The kinds of position information ``TinyTransformer`` accepts."""
+
+
+def _check_int(name: str, n: object, minimum: int = 1) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {n!r}")
+    return n
+
+
+# ---- positions --------------------------------------------------------------------------------
+
+def sinusoidal_positions(length: int, d_model: int, *, base: float = 10000.0,
+                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    r"""The sinusoidal position table of Vaswani et al. (2017): ``(length, d_model)``.
+
+    Equivalent to::
+
+        pe[pos, 2i]     = sin(pos / base ** (2i / d_model))
+        pe[pos, 2i + 1] = cos(pos / base ** (2i / d_model))
+
+    Each pair of columns is a clock of its own frequency; ``pe[pos + k]`` is a rotation of
+    ``pe[pos]`` by an angle that depends only on ``k``. An odd ``d_model`` drops the last cosine.
+    """
+    _check_int("length", length, 0)
+    _check_int("d_model", d_model)
+    check_positive("base", base)
+    pos = torch.arange(length, dtype=torch.float64)[:, None]  # (L, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(E/2),)
+    # omega_i = base^(-2i/d)
+    angle = pos * base ** (-two_i / d_model)  # (L, ceil(E/2))
+    pe = torch.zeros(length, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle)[:, : d_model // 2]
+    return pe.to(dtype)
+
+
+class LearnedPositions(nn.Module):
+    """A learned position table (Gehring et al., 2017): ``forward(L) -> (L, E)``, ``L <= max_len``."""
+
+    def __init__(self, max_len: int, d_model: int) -> None:
+        super().__init__()
+        self.max_len = _check_int("max_len", max_len)
+        self.table = nn.Parameter(torch.randn(max_len, d_model) * 0.1)  # (max_len, E)
+
+    def forward(self, length: int) -> torch.Tensor:
+        if length > self.max_len:
+            raise ValueError(f"length {length} exceeds the learned table's max_len={self.max_len}")
+        return self.table[:length]
+
+
+def apply_rotary(x: torch.Tensor, positions: torch.Tensor | None = None, *, base: float = 10000.0) -> torch.Tensor:
+    r"""Rotary position embedding (RoPE, Su et al., 2021) of ``x: (..., L, d)``, ``d`` even.
+
+    Equivalent to rotating each pair of coordinates of the vector at position ``m``::
+
+        theta_i = base ** (-2i / d)                           # i = 0 .. d/2 - 1
+        (x[2i], x[2i+1]) <- (x[2i] cos(m theta_i) - x[2i+1] sin(m theta_i),
+                             x[2i] sin(m theta_i) + x[2i+1] cos(m theta_i))
+
+    so that ``apply_rotary(q)[m] . apply_rotary(k)[n]`` depends on ``m - n`` only.
+    ``positions: (L,)`` defaults to ``0 .. L-1``. Returns a tensor of ``x``'s shape.
+    """
+    check_tensor("x", x, min_rank=2, shape="(..., L, d)")
+    L, d = x.shape[-2], x.shape[-1]
+    if d % 2:
+        raise ValueError(f"rotary embeddings rotate pairs of coordinates, so d must be even; got x: {shape_str(x)}")
+    if positions is None:
+        positions = torch.arange(L, device=x.device)
+    elif positions.shape != (L,):
+        raise ValueError(f"positions must be (L,) = ({L},); got shape {tuple(positions.shape)}")
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
+    angle = positions.to(torch.float64)[:, None] * theta  # m * theta_i: (L, d/2)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (..., L, d/2) each
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., L, d/2, 2)
+    return out.flatten(-2)  # (..., L, d)
+
+
+def rotary_score(q: torch.Tensor, k: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    r"""Scaled dot score of rotated queries and keys, a score function for :func:`attnkit.attend`.
+
+    Equivalent to ``scaled_dot_score(apply_rotary(q), apply_rotary(k))``: query ``m`` and key
+    ``n`` sit at positions ``0 .. Lq-1`` and ``0 .. Lk-1``. ``q: (..., Lq, d)``,
+    ``k: (..., Lk, d)`` -> ``(..., Lq, Lk)``. Pass it as ``attend(q, k, v, score=rotary_score)``
+    or ``MultiHeadAttention(E, H, score=rotary_score)``.
+    """
+    return scaled_dot_score(apply_rotary(q, base=base), apply_rotary(k, base=base))
+
+
+# ---- why 1/sqrt(d) ----------------------------------------------------------------------------
+
+def scaling_experiment(dims: Sequence[int], *, n_keys: int = 16, n_samples: int = 512,
+                       seed: int = 0) -> dict[str, torch.Tensor]:
+    r"""Why the Transformer divides by $\sqrt{d}$: statistics of dot-product attention vs ``d``.
+
+    For each width ``d`` in ``dims`` it draws ``n_samples`` queries and ``n_keys`` keys and
+    values with independent N(0, 1) entries, attends with ``score="dot"`` and with
+    ``score="scaled_dot"``, and backpropagates a random linear loss of the output. Returns
+    tensors of shape ``(len(dims),)``:
+
+    - ``var_dot``, ``var_scaled``: variance of the scores (``d`` and ``1`` in theory);
+    - ``max_weight_dot``, ``max_weight_scaled``: mean largest weight of a row (1 = saturated);
+    - ``grad_dot``, ``grad_scaled``: mean norm of the loss's gradient with respect to the
+      scores, which vanishes as the softmax saturates.
+    """
+    if len(dims) == 0:
+        raise ValueError("dims is empty: give at least one width d")
+    for d in dims:
+        _check_int("every entry of dims", d)
+    g = torch.Generator().manual_seed(seed)
+    stats: dict[str, list[float]] = {f"{m}_{s}": [] for m in ("var", "max_weight", "grad") for s in ("dot", "scaled")}
+    for d in dims:
+        q = torch.randn(n_samples, 1, d, generator=g, dtype=torch.float64)  # (N, 1, d)
+        k = torch.randn(n_samples, n_keys, d, generator=g, dtype=torch.float64)  # (N, Lk, d)
+        v = torch.randn(n_samples, n_keys, 4, generator=g, dtype=torch.float64)  # (N, Lk, 4)
+        upstream = torch.randn(n_samples, 1, 4, generator=g, dtype=torch.float64)  # dLoss/dOutput
+        for name, score in (("dot", "dot"), ("scaled", "scaled_dot")):
+            s = attention_scores(q, k, score=score).requires_grad_(True)  # (N, 1, Lk)
+            w = torch.softmax(s, dim=-1)
+            out = w @ v  # (N, 1, 4)
+            (out * upstream).sum().backward()
+            stats[f"var_{name}"].append(float(s.detach().var()))
+            stats[f"max_weight_{name}"].append(float(w.detach().amax(-1).mean()))
+            stats[f"grad_{name}"].append(float(s.grad.norm(dim=-1).mean()))
+    return {key: torch.tensor(val) for key, val in stats.items()}
+
+
+# ---- blocks -----------------------------------------------------------------------------------
+
+class FeedForward(nn.Sequential):
+    """The position-wise feed-forward network ``Linear(E, F) -> ReLU -> Linear(F, E)``."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
+        super().__init__(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+
+
+def _check_norm(norm: str) -> str:
+    if norm not in ("pre", "post"):
+        raise ValueError(f"norm must be 'pre' (x + f(LN(x))) or 'post' (LN(x + f(x))); got {norm!r}")
+    return norm
+
+
+def _check_input(name: str, x: object, d_model: int) -> torch.Tensor:
+    check_tensor(name, x, min_rank=3, shape=f"(B, L, {d_model})")
+    if x.dim() != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"{name} must be (B, L, {d_model}); got shape {shape_str(x)}")
+    return x
+
+
+class EncoderBlock(nn.Module):
+    r"""Self-attention and a feed-forward network, each in a residual branch.
+
+    ``norm="post"`` (Vaswani et al., 2017): $x \leftarrow \mathrm{LN}(x + \mathrm{MHA}(x))$,
+    $x \leftarrow \mathrm{LN}(x + \mathrm{FF}(x))$. ``norm="pre"`` (Xiong et al., 2020):
+    $x \leftarrow x + \mathrm{MHA}(\mathrm{LN}(x))$, $x \leftarrow x + \mathrm{FF}(\mathrm{LN}(x))$.
+
+    ``forward(x (B, L, E), key_padding (B, L) bool or None) -> (B, L, E)``; the attention
+    weights ``(B, H, L, L)`` of the last call are kept in ``self.weights``. ``score`` is passed
+    to :class:`attnkit.MultiHeadAttention` (e.g. ``rotary_score``).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, *, norm: str = "pre", dropout: float = 0.0,
+                 score: str | Callable = "scaled_dot") -> None:
+        super().__init__()
+        self.norm = _check_norm(norm)
+        self.attn = MultiHeadAttention(d_model, n_heads, score=score, dropout=dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.weights: torch.Tensor | None = None
+
+    def _attend(self, x: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+        out, w = self.attn(x, key_padding=key_padding)
+        self.weights = w.detach()
+        return self.drop(out)
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        _check_input("x", x, self.attn.embed_dim)
+        if self.norm == "pre":
+            x = x + self._attend(self.ln1(x), key_padding)  # x + MHA(LN(x))
+            return x + self.drop(self.ff(self.ln2(x)))  # x + FF(LN(x))
+        x = self.ln1(x + self._attend(x, key_padding))  # LN(x + MHA(x))
+        return self.ln2(x + self.drop(self.ff(x)))  # LN(x + FF(x))
+
+
+class DecoderBlock(nn.Module):
+    r"""Causal self-attention, cross-attention over the encoder's output, and a feed-forward net.
+
+    ``forward(y (B, T, E), memory (B, L, E), memory_padding (B, L) bool or None) -> (B, T, E)``.
+    Query ``t`` of the self-attention sees targets ``0 .. t`` only (a causal mask); the
+    cross-attention sees every real source position. The weights of the last call are kept in
+    ``self.self_weights (B, H, T, T)`` and ``self.cross_weights (B, H, T, L)``. ``score``
+    applies to the self-attention; the cross-attention always uses the scaled dot product.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, *, norm: str = "pre", dropout: float = 0.0,
+                 score: str | Callable = "scaled_dot") -> None:
+        super().__init__()
+        self.norm = _check_norm(norm)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, score=score, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(d_model) for _ in range(3))
+        self.drop = nn.Dropout(dropout)
+        self.self_weights: torch.Tensor | None = None
+        self.cross_weights: torch.Tensor | None = None
+
+    def _self(self, y: torch.Tensor) -> torch.Tensor:
+        out, w = self.self_attn(y, mask=causal_mask(y.shape[1], device=y.device))  # (T, T) mask
+        self.self_weights = w.detach()
+        return self.drop(out)
+
+    def _cross(self, y: torch.Tensor, memory: torch.Tensor, memory_padding: torch.Tensor | None) -> torch.Tensor:
+        out, w = self.cross_attn(y, memory, memory, key_padding=memory_padding)
+        self.cross_weights = w.detach()
+        return self.drop(out)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor,
+                memory_padding: torch.Tensor | None = None) -> torch.Tensor:
+        _check_input("y", y, self.self_attn.embed_dim)
+        _check_input("memory", memory, self.self_attn.embed_dim)
+        if self.norm == "pre":
+            y = y + self._self(self.ln1(y))
+            y = y + self._cross(self.ln2(y), memory, memory_padding)
+            return y + self.drop(self.ff(self.ln3(y)))
+        y = self.ln1(y + self._self(y))
+        y = self.ln2(y + self._cross(y, memory, memory_padding))
+        return self.ln3(y + self.drop(self.ff(y)))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of ``EncoderBlock`` (plus a final LayerNorm when ``norm="pre"``).
+
+    ``forward(x (B, L, E), key_padding (B, L) or None) -> (B, L, E)``. Without position
+    information it is permutation-equivariant: permuting the rows of ``x`` permutes the output.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, n_layers: int = 1, *, norm: str = "pre",
+                 dropout: float = 0.0, score: str | Callable = "scaled_dot") -> None:
+        super().__init__()
+        _check_int("n_layers", n_layers)
+        self.layers = nn.ModuleList(EncoderBlock(d_model, n_heads, d_ff, norm=norm, dropout=dropout, score=score)
+                                    for _ in range(n_layers))
+        self.final = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, key_padding)
+        return self.final(x)
+
+
+class TinyTransformer(nn.Module):
+    """An encoder-decoder Transformer for sequence-to-sequence tasks on token ids.
+
+    Args:
+        vocab_size: ``V`` tokens ``0 .. V-1``; the model adds a begin-of-sequence token ``V``
+            for the decoder's input and predicts logits over the ``V`` tokens.
+        d_model, n_heads, d_ff, n_layers: ``E``, ``H``, the feed-forward width, and the number
+            of encoder and of decoder blocks.
+        positions: ``"sinusoidal"``, ``"learned"``, ``"rotary"`` (in the self-attentions) or
+            ``"none"``.
+        norm: ``"pre"`` or ``"post"``. max_len: longest sequence (learned positions).
+
+    ``forward(src (B, L) long, tgt_in (B, T) long, src_padding (B, L) bool or None)`` returns
+    logits ``(B, T, V)``; ``generate`` decodes greedily; ``attention_maps`` returns the
+    weights of the last forward pass per layer and head.
+    """
+
+    def __init__(self, vocab_size: int, *, d_model: int = 32, n_heads: int = 2, d_ff: int = 64, n_layers: int = 1,
+                 positions: str = "sinusoidal", norm: str = "pre", max_len: int = 64, dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_int("vocab_size", vocab_size)
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}; got {positions!r}")
+        self.vocab_size, self.bos, self.positions, self.max_len = vocab_size, vocab_size, positions, max_len
+        self.embed = nn.Embedding(vocab_size + 1, d_model)  # shared by source and target, + BOS
+        self.learned = LearnedPositions(max_len, d_model) if positions == "learned" else None
+        self.register_buffer("sinusoid", sinusoidal_positions(max_len, d_model), persistent=False)
+        score = rotary_score if positions == "rotary" else "scaled_dot"
+        self.encoder = TransformerEncoder(d_model, n_heads, d_ff, n_layers, norm=norm, dropout=dropout, score=score)
+        self.decoder = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, norm=norm, dropout=dropout, score=score)
+                                     for _ in range(n_layers))
+        self.final = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def _embed(self, tokens: torch.Tensor, name: str) -> torch.Tensor:
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.dim() != 2:
+            is_t = isinstance(tokens, torch.Tensor)
+            got = f"shape {tuple(tokens.shape)}, dtype {tokens.dtype}" if is_t else type(tokens).__name__
+            raise TypeError(f"{name} must be a (B, L) tensor of token ids (torch.long); got {got}")
+        if tokens.shape[1] > self.max_len:
+            raise ValueError(f"{name} has length {tokens.shape[1]} > max_len={self.max_len}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() > self.vocab_size):
+            raise ValueError(f"{name} ids must lie in 0 .. {self.vocab_size} (the last one is BOS); "
+                             f"got min {int(tokens.min())}, max {int(tokens.max())}")
+        x = self.embed(tokens)  # (B, L, E)
+        L = tokens.shape[1]
+        if self.positions == "sinusoidal":
+            x = x + self.sinusoid[:L]
+        elif self.positions == "learned":
+            x = x + self.learned(L)
+        return x
+
+    def encode(self, src: torch.Tensor, src_padding: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder's output ``(B, L, E)`` for ``src (B, L)``."""
+        return self.encoder(self._embed(src, "src"), src_padding)
+
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor,
+               src_padding: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for decoder inputs ``tgt_in (B, T)`` given ``memory (B, L, E)``."""
+        y = self._embed(tgt_in, "tgt_in")
+        for layer in self.decoder:
+            y = layer(y, memory, src_padding)
+        return self.head(self.final(y))
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_padding: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(tgt_in, self.encode(src, src_padding), src_padding)
+
+    def shift_right(self, tgt: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing input: ``[BOS, tgt[:, :-1]]``, ``(B, T)``."""
+        bos = torch.full_like(tgt[:, :1], self.bos)
+        return torch.cat([bos, tgt[:, :-1]], dim=1)  # (B, T)
+
+    @torch.no_grad()
+    def generate(self, src: torch.Tensor, length: int, src_padding: torch.Tensor | None = None) -> torch.Tensor:
+        """Greedy decoding of ``length`` tokens: ``(B, length)`` long."""
+        memory = self.encode(src, src_padding)
+        out = torch.full((src.shape[0], 1), self.bos, dtype=torch.long, device=src.device)
+        for _ in range(length):
+            logits = self.decode(out, memory, src_padding)  # (B, t, V)
+            out = torch.cat([out, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        return out[:, 1:]
+
+    def attention_maps(self) -> dict[str, list[torch.Tensor]]:
+        """Weights of the last forward pass: ``{"encoder": [(B, H, L, L) per layer],
+        "decoder_self": [(B, H, T, T)], "decoder_cross": [(B, H, T, L)]}``."""
+        maps = {"encoder": [blk.weights for blk in self.encoder.layers],
+                "decoder_self": [blk.self_weights for blk in self.decoder],
+                "decoder_cross": [blk.cross_weights for blk in self.decoder]}
+        if any(w is None for ws in maps.values() for w in ws):
+            raise RuntimeError("no attention maps yet: run the model forward once first")
+        return maps
+
+
+# ---- training ---------------------------------------------------------------------------------
+
+def train_steps(model: nn.Module, make_batch: Callable[[int], tuple],
+                loss_fn: Callable[[nn.Module, tuple], torch.Tensor], *, steps: int, lr: float = 3e-3,
+                seed: int = 0, desc: str = "training",
+                clip: float | None = 1.0) -> list[float]:
+    """A minimal training loop: Adam, gradient clipping, a tqdm.auto progress bar.
+
+    Equivalent to::
+
+        for step in range(steps):
+            loss = loss_fn(model, make_batch(step)); opt.zero_grad(); loss.backward(); opt.step()
+
+    ``make_batch(step)`` returns a batch (any tuple), ``loss_fn(model, batch)`` a scalar
+    tensor. Returns the loss of every step.
+    """
+    _check_int("steps", steps)
+    check_positive("lr", lr)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    bar = tqdm(range(steps), desc=desc, mininterval=1.0)
+    for step in bar:
+        loss = loss_fn(model, make_batch(step))
+        if loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar; got shape {tuple(loss.shape)}")
+        opt.zero_grad()
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def seq2seq_loss(model: TinyTransformer, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of teacher-forced predictions for ``batch = (src (B, L), tgt (B, T))``."""
+    src, tgt = batch
+    logits = model(src, model.shift_right(tgt))  # (B, T, V)
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))  # (B*T, V)
+
+
+@torch.no_grad()
+def seq2seq_accuracy(model: TinyTransformer, src: torch.Tensor, tgt: torch.Tensor) -> tuple[float, float]:
+    """Greedy-decoding accuracy: ``(token accuracy, whole-sequence accuracy)``."""
+    pred = model.generate(src, tgt.shape[1])
+    right = pred == tgt  # (B, T)
+    return float(right.float().mean()), float(right.all(-1).float().mean())
+
+
+def self_attention(x: torch.Tensor, *, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parameter-free self-attention ``attend(x, x, x)`` of ``x: (..., L, d)``: ``(out, weights)``."""
+    return attend(x, x, x, mask=mask)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = [
+    "POSITIONS",
+    "DecoderBlock",
+    "EncoderBlock",
+    "FeedForward",
+    "LearnedPositions",
+    "TinyTransformer",
+    "TransformerEncoder",
+    "apply_rotary",
+    "count_parameters",
+    "rotary_score",
+    "scaling_experiment",
+    "self_attention",
+    "seq2seq_accuracy",
+    "seq2seq_loss",
+    "sinusoidal_positions",
+    "train_steps",
+]

@@ -1,0 +1,303 @@
+"""attnkit.transformer: positions, blocks (against torch.nn's layers), masks, equivariance, training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from attnkit import MultiHeadAttention, attend
+from attnkit.datasets.sequences import reversal_task
+from attnkit.exercises.transformer import check_causal_attention, check_rotary, check_sinusoidal_positions
+from attnkit.transformer import (
+    DecoderBlock,
+    EncoderBlock,
+    LearnedPositions,
+    TinyTransformer,
+    TransformerEncoder,
+    apply_rotary,
+    rotary_score,
+    scaling_experiment,
+    seq2seq_accuracy,
+    seq2seq_loss,
+    sinusoidal_positions,
+    train_steps,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    # tiny models: one thread avoids the cost of synchronising two on a busy 2-core machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---- positions --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("L,d", [(5, 8), (3, 7), (1, 2), (12, 16)])
+def test_sinusoidal_matches_the_papers_formula_in_a_loop(L: int, d: int) -> None:
+    pe = sinusoidal_positions(L, d, dtype=torch.float64)
+    assert pe.shape == (L, d)
+    for pos in range(L):
+        for col in range(d):
+            angle = pos / 10000 ** ((col - col % 2) / d)
+            want = math.sin(angle) if col % 2 == 0 else math.cos(angle)
+            assert abs(pe[pos, col].item() - want) < 1e-12
+
+
+def test_sinusoidal_dot_products_depend_on_the_offset_only() -> None:
+    pe = sinusoidal_positions(40, 16, dtype=torch.float64)
+    gram = pe @ pe.T  # (L, L)
+    for off in range(5):
+        diag = torch.diagonal(gram, off)
+        torch.testing.assert_close(diag, torch.full_like(diag, diag[0].item()))
+
+
+@pytest.mark.parametrize("bad", [(-1, 4), (3, 0), (2.5, 4)])
+def test_sinusoidal_bad_sizes(bad: tuple) -> None:
+    with pytest.raises(ValueError, match="must be an int"):
+        sinusoidal_positions(*bad)
+
+
+def test_rotary_matches_complex_multiplication() -> None:
+    x = torch.randn(2, 6, 8, dtype=torch.float64)
+    z = torch.view_as_complex(x.reshape(2, 6, 4, 2).contiguous())  # pairs as complex numbers (2, 6, 4)
+    theta = 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
+    rot = torch.polar(torch.ones(6, 4, dtype=torch.float64), torch.arange(6.0, dtype=torch.float64)[:, None] * theta)
+    ref = torch.view_as_real(z * rot).reshape(2, 6, 8)
+    torch.testing.assert_close(apply_rotary(x), ref)
+
+
+@given(shift=st.integers(0, 50), seed=st.integers(0, 1000))
+def test_rotary_scores_depend_on_relative_position_only(shift: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(5, 6, generator=g, dtype=torch.float64), torch.randn(5, 6, generator=g, dtype=torch.float64)
+    pos = torch.arange(5)
+    s0 = apply_rotary(q, pos) @ apply_rotary(k, pos).T
+    s1 = apply_rotary(q, pos + shift) @ apply_rotary(k, pos + shift).T
+    torch.testing.assert_close(s0, s1)
+    torch.testing.assert_close(apply_rotary(q).norm(dim=-1), q.norm(dim=-1))  # a rotation keeps lengths
+
+
+def test_rotary_score_through_attend_and_mha() -> None:
+    q, k, v = torch.randn(2, 5, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 3)
+    out, w = attend(q, k, v, score=rotary_score)
+    ref = torch.softmax(apply_rotary(q) @ apply_rotary(k).transpose(-2, -1) / 2.0, -1)
+    torch.testing.assert_close(w, ref)
+    torch.testing.assert_close(out, ref @ v)
+    mha = MultiHeadAttention(8, 2, score=rotary_score)
+    y, wh = mha(torch.randn(3, 5, 8))
+    assert y.shape == (3, 5, 8) and wh.shape == (3, 2, 5, 5)
+
+
+def test_rotary_errors() -> None:
+    with pytest.raises(ValueError, match="d must be even"):
+        apply_rotary(torch.randn(4, 5))
+    with pytest.raises(ValueError, match=r"positions must be \(L,\)"):
+        apply_rotary(torch.randn(4, 6), torch.arange(3))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        apply_rotary([[1.0, 2.0]])
+
+
+def test_learned_positions_too_long() -> None:
+    lp = LearnedPositions(4, 8)
+    assert lp(3).shape == (3, 8)
+    with pytest.raises(ValueError, match="exceeds the learned table's max_len=4"):
+        lp(5)
+
+
+# ---- 1/sqrt(d) --------------------------------------------------------------------------------
+
+
+def test_scaling_experiment_shows_variance_d_and_saturation() -> None:
+    dims = [4, 64, 512]
+    st_ = scaling_experiment(dims, n_samples=400)
+    torch.testing.assert_close(st_["var_dot"] / torch.tensor(dims, dtype=torch.float32),
+                               torch.ones(3), atol=0.15, rtol=0)
+    torch.testing.assert_close(st_["var_scaled"], torch.ones(3), atol=0.15, rtol=0)
+    assert st_["max_weight_dot"][-1] > 0.9 > st_["max_weight_scaled"][-1]  # saturated vs not
+    assert st_["grad_dot"][-1] < 0.3 * st_["grad_scaled"][-1]  # the gradient vanishes without scaling
+    with pytest.raises(ValueError, match="dims is empty"):
+        scaling_experiment([])
+
+
+# ---- blocks vs torch.nn -----------------------------------------------------------------------
+
+
+def _copy_mha(ours: MultiHeadAttention, theirs: nn.MultiheadAttention) -> None:
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+        theirs.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        theirs.out_proj.weight.copy_(ours.out_proj.weight)
+        theirs.out_proj.bias.copy_(ours.out_proj.bias)
+
+
+def _copy_ff_ln(ours: nn.Module, theirs: nn.Module, lns: list[tuple[str, str]]) -> None:
+    with torch.no_grad():
+        theirs.linear1.load_state_dict(ours.ff[0].state_dict())
+        theirs.linear2.load_state_dict(ours.ff[3].state_dict())
+        for a, b in lns:
+            getattr(theirs, b).load_state_dict(getattr(ours, a).state_dict())
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_encoder_block_matches_torch_layer(norm: str) -> None:
+    ours = EncoderBlock(16, 4, 32, norm=norm).double()
+    theirs = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm == "pre").double()
+    _copy_mha(ours.attn, theirs.self_attn)
+    _copy_ff_ln(ours, theirs, [("ln1", "norm1"), ("ln2", "norm2")])
+    x = torch.randn(3, 7, 16, dtype=torch.float64)
+    pad = torch.ones(3, 7, dtype=torch.bool)
+    pad[1, 5:] = False
+    theirs.eval()
+    ref = theirs(x, src_key_padding_mask=~pad)  # torch: True = ignore
+    got = ours(x, pad)
+    torch.testing.assert_close(got[pad], ref[pad])
+    assert ours.weights.shape == (3, 4, 7, 7)
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_decoder_block_matches_torch_layer(norm: str) -> None:
+    ours = DecoderBlock(16, 2, 32, norm=norm).double()
+    theirs = nn.TransformerDecoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=norm == "pre").double()
+    _copy_mha(ours.self_attn, theirs.self_attn)
+    _copy_mha(ours.cross_attn, theirs.multihead_attn)
+    _copy_ff_ln(ours, theirs, [("ln1", "norm1"), ("ln2", "norm2"), ("ln3", "norm3")])
+    y, mem = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 6, 16, dtype=torch.float64)
+    pad = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    theirs.eval()
+    causal = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    ref = theirs(y, mem, tgt_mask=causal, memory_key_padding_mask=~pad)
+    torch.testing.assert_close(ours(y, mem, pad), ref)
+    assert ours.self_weights.shape == (2, 2, 5, 5) and ours.cross_weights.shape == (2, 2, 5, 6)
+    assert (ours.self_weights.triu(1) == 0).all()  # causal: no weight on the future
+    assert (ours.cross_weights[1, :, :, 4:] == 0).all()  # padding: no weight on padded keys
+
+
+def test_blocks_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="norm must be 'pre'"):
+        EncoderBlock(8, 2, 16, norm="middle")
+    with pytest.raises(ValueError, match=r"x must be \(B, L, 8\); got shape \(2, 5, 6\)"):
+        EncoderBlock(8, 2, 16)(torch.randn(2, 5, 6))
+    with pytest.raises(ValueError, match=r"memory must have shape \(B, L, 8\)"):
+        DecoderBlock(8, 2, 16)(torch.randn(2, 5, 8), torch.randn(2, 5))
+
+
+# ---- equivariance and masks -------------------------------------------------------------------
+
+
+@given(seed=st.integers(0, 10_000), norm=st.sampled_from(["pre", "post"]))
+def test_self_attention_without_positions_is_permutation_equivariant(seed: int, norm: str) -> None:
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    enc = TransformerEncoder(8, 2, 16, 2, norm=norm).double()
+    x = torch.randn(2, 6, 8, generator=g, dtype=torch.float64)
+    perm = torch.randperm(6, generator=g)
+    torch.testing.assert_close(enc(x[:, perm]), enc(x)[:, perm])
+
+
+def test_positions_break_permutation_equivariance() -> None:
+    model = TinyTransformer(10, positions="sinusoidal")
+    src = torch.tensor([[1, 2, 3, 4, 5]])
+    perm = torch.tensor([4, 3, 2, 1, 0])
+    assert not torch.allclose(model.encode(src[:, perm]), model.encode(src)[:, perm], atol=1e-4)
+    plain = TinyTransformer(10, positions="none")
+    torch.testing.assert_close(plain.encode(src[:, perm]), plain.encode(src)[:, perm])
+
+
+def test_padding_hides_padded_tokens() -> None:
+    model = TinyTransformer(10, n_layers=2)
+    pad = torch.tensor([[True] * 4 + [False] * 2])
+    a = torch.tensor([[1, 2, 3, 4, 0, 0]])
+    b = torch.tensor([[1, 2, 3, 4, 9, 7]])
+    tgt_in = torch.tensor([[10, 3, 2]])
+    torch.testing.assert_close(model(a, tgt_in, pad), model(b, tgt_in, pad))
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned", "rotary", "none"])
+def test_decoder_is_causal(positions: str) -> None:
+    model = TinyTransformer(10, positions=positions, n_layers=2)
+    src = torch.tensor([[1, 2, 3, 4]])
+    a = model(src, torch.tensor([[10, 1, 2, 3]]))
+    b = model(src, torch.tensor([[10, 1, 7, 8]]))  # differs from position 2 on
+    torch.testing.assert_close(a[:, :2], b[:, :2])
+    assert not torch.allclose(a[:, 2:], b[:, 2:])
+
+
+# ---- the model --------------------------------------------------------------------------------
+
+
+def test_tiny_transformer_shapes_and_maps() -> None:
+    model = TinyTransformer(12, d_model=16, n_heads=4, n_layers=2)
+    src, tgt = torch.randint(0, 12, (3, 7)), torch.randint(0, 12, (3, 5))
+    logits = model(src, model.shift_right(tgt))
+    assert logits.shape == (3, 5, 12)
+    maps = model.attention_maps()
+    assert [w.shape for w in maps["encoder"]] == [(3, 4, 7, 7)] * 2
+    assert [w.shape for w in maps["decoder_self"]] == [(3, 4, 5, 5)] * 2
+    assert [w.shape for w in maps["decoder_cross"]] == [(3, 4, 5, 7)] * 2
+    for ws in maps.values():
+        for w in ws:
+            torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+    assert model.generate(src, 4).shape == (3, 4)
+    assert model.shift_right(tgt)[:, 0].eq(12).all()
+
+
+def test_tiny_transformer_errors() -> None:
+    with pytest.raises(ValueError, match="positions must be one of"):
+        TinyTransformer(10, positions="absolute")
+    with pytest.raises(RuntimeError, match="run the model forward once"):
+        TinyTransformer(10).attention_maps()
+    model = TinyTransformer(10, max_len=6)
+    with pytest.raises(TypeError, match=r"src must be a \(B, L\) tensor of token ids"):
+        model(torch.randn(2, 3), torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"ids must lie in 0 \.\. 10"):
+        model(torch.tensor([[1, 11]]), torch.tensor([[10]]))
+    with pytest.raises(ValueError, match="length 7 > max_len=6"):
+        model(torch.zeros(1, 7, dtype=torch.long), torch.tensor([[10]]))
+
+
+def test_short_training_run_reduces_the_loss() -> None:
+    model = TinyTransformer(6, d_model=16, n_heads=2, d_ff=32)
+    src, tgt = reversal_task(200, 5, 6, seed=1)
+    before = seq2seq_loss(model, (src, tgt)).item()
+    losses = train_steps(model, lambda s: reversal_task(32, 5, 6, seed=100 + s), seq2seq_loss, steps=60, lr=1e-2)
+    assert len(losses) == 60
+    after = seq2seq_loss(model, (src, tgt)).item()
+    assert after < 0.8 * before
+    tok_acc, seq_acc = seq2seq_accuracy(model, src, tgt)
+    assert 0.0 <= seq_acc <= tok_acc <= 1.0 and tok_acc > 1 / 6
+
+
+def test_train_steps_rejects_bad_arguments() -> None:
+    model = nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+        train_steps(model, lambda s: None, lambda m, b: torch.zeros(()), steps=0)
+    with pytest.raises(ValueError, match="loss_fn must return a scalar"):
+        train_steps(model, lambda s: torch.randn(3, 2), lambda m, b: m(b), steps=1)
+
+
+# ---- exercises --------------------------------------------------------------------------------
+
+
+def test_checkers_accept_the_reference_and_reject_naive_attempts() -> None:
+    assert check_sinusoidal_positions(sinusoidal_positions, quiet=True)
+
+    def halves(L: int, d: int) -> torch.Tensor:  # all sines first: a common slip
+        a = torch.arange(L)[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+        return torch.cat([a.sin(), a.cos()], dim=-1)
+
+    assert not check_sinusoidal_positions(halves, quiet=True)
+    assert check_rotary(apply_rotary, quiet=True)
+    assert not check_rotary(lambda x: x, quiet=True)
+    assert check_causal_attention(lambda q, k, v: attend(q, k, v, mask=torch.ones(q.shape[-2], q.shape[-2],
+                                                                                  dtype=torch.bool).tril())[0],
+                                  quiet=True)
+    assert not check_causal_attention(lambda q, k, v: attend(q, k, v)[0], quiet=True)
