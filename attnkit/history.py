@@ -50,10 +50,10 @@ HISTORY: tuple[Milestone, ...] = (
     Milestone(2017, 2017, "The Transformer; set transformers and relation networks",
               ("vaswani2017", "lee2019set", "santoro2017"), "chapters/part3/transformer", ERAS[2]),
     Milestone(2018, 2018, "Non-local neural networks and graph attention",
-              ("wang2018nonlocal", "velickovic2018"), None, ERAS[2]),
+              ("wang2018nonlocal", "velickovic2018", "kipf2017"), "chapters/part3/attention-everywhere", ERAS[2]),
     Milestone(2019, 2021, "Modern Hopfield networks, ViT, CLIP, CCNet/DANet, AlphaFold",
               ("ramsauer2021", "dosovitskiy2021", "radford2021", "huang2019ccnet", "fu2019danet",
-               "jumper2021"), None, ERAS[2]),
+               "jumper2021"), "chapters/part3/memories-and-giants", ERAS[2]),
     Milestone(2019, 2020, "Efficient transformers: sparse, LSH (Reformer), low-rank (Linformer), "
               "random features (Performer)",
               ("child2019", "beltagy2020", "kitaev2020", "wang2020linformer", "katharopoulos2020",

@@ -11,6 +11,7 @@ from attnkit.exercises._harness import Case, CheckResult, run_cases
 from attnkit.exercises.core import check_masked_softmax, check_scaled_dot_attention
 from attnkit.exercises.early import check_attenuator, check_bilinear_score, check_fast_weights
 from attnkit.exercises.efficient import check_favor_features
+from attnkit.exercises.everywhere import check_gat_coefficients, check_hopfield_update
 from attnkit.exercises.transformer import check_causal_attention, check_rotary, check_sinusoidal_positions
 
 __all__ = [
@@ -26,4 +27,6 @@ __all__ = [
     "check_sinusoidal_positions",
     "check_rotary",
     "check_causal_attention",
+    "check_gat_coefficients",
+    "check_hopfield_update",
 ]

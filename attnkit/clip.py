@@ -1,0 +1,168 @@
+r"""CLIP in miniature (Radford et al., 2021): contrastive image-text training and zero-shot matching.
+
+Two encoders map a batch of $B$ images and their $B$ captions to unit vectors $u_i$ and $t_j$.
+The similarity matrix $S_{ij} = u_i^\top t_j / \tau$ is scored like attention, and the
+symmetric InfoNCE loss asks each image to pick out its own caption among the $B$ (a softmax
+over the row) and each caption its own image (a softmax over the column):
+
+.. math::
+
+    \mathcal{L} = \tfrac12 \Big( -\tfrac1B \sum_i \log \operatorname{softmax}_j(S_{ij})_{j=i}
+    -\tfrac1B \sum_j \log \operatorname{softmax}_i(S_{ij})_{i=j} \Big).
+
+The row softmax is the weight matrix of ``attend(u, t, v, score="cosine", temperature=tau)``:
+an image *attends* over captions. **Zero-shot** classification writes one caption per class
+("a ring in the top left") and takes the caption an image attends to most: no classifier
+was trained for those classes.
+
+Captions here are three tokens, ``(shape, vertical, horizontal)``, e.g. ``ring top left``.
+Shapes: ``B`` batch, ``D`` embedding width, ``K`` candidate captions, ``T = 3`` tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit.core import attend
+from attnkit.datasets.patterns import QUADRANTS, SHAPES
+
+VOCAB = (*SHAPES, "top", "bottom", "left", "right")
+"""The caption vocabulary: the four shape names and the four position words."""
+
+
+def caption_tokens(shape: torch.Tensor, quadrant: torch.Tensor) -> torch.Tensor:
+    """Token ids ``(B, 3)`` of the captions ``"<shape> <top|bottom> <left|right>"``."""
+    if shape.shape != quadrant.shape or shape.dim() != 1:
+        raise ValueError(f"shape and quadrant must be 1-D of one length; got {shape_str(shape)} "
+                         f"and {shape_str(quadrant)}")
+    vertical = len(SHAPES) + quadrant // 2  # "top" or "bottom"
+    horizontal = len(SHAPES) + 2 + quadrant % 2  # "left" or "right"
+    return torch.stack([shape, vertical, horizontal], dim=-1)  # (B, 3)
+
+
+def caption_text(tokens: torch.Tensor) -> list[str]:
+    """The words of token ids ``(B, T)``."""
+    return [" ".join(VOCAB[int(t)] for t in row) for row in tokens]
+
+
+def all_captions() -> tuple[torch.Tensor, list[str]]:
+    """Every caption (16 = 4 shapes x 4 quadrants), class ``c = 4 * shape + quadrant``: ``(16, 3)`` and words."""
+    shape = torch.arange(len(SHAPES)).repeat_interleave(len(QUADRANTS))
+    quad = torch.arange(len(QUADRANTS)).repeat(len(SHAPES))
+    tokens = caption_tokens(shape, quad)
+    return tokens, caption_text(tokens)
+
+
+class ImageEncoder(nn.Module):
+    """Two strided 3x3 convolutions and a linear map: ``(B, 1, 16, 16)`` -> ``(B, D)``."""
+
+    def __init__(self, dim: int = 32, image_size: int = 16, width: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(width * (image_size // 4) ** 2, dim))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+class TextEncoder(nn.Module):
+    """Token embeddings plus a position embedding, averaged, then a linear map: ``(B, T)`` -> ``(B, D)``."""
+
+    def __init__(self, dim: int = 32, vocab: int = len(VOCAB), length: int = 3) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.zeros(length, dim))
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.dtype != torch.long or tokens.dim() != 2:
+            raise TypeError(f"tokens must be int64 ids (B, T); got dtype {tokens.dtype}, shape {shape_str(tokens)}")
+        return self.proj((self.tok(tokens) + self.pos).mean(1))  # (B, D)
+
+
+class TinyCLIP(nn.Module):
+    """An image encoder, a text encoder and a learned temperature ``tau = exp(-log_scale)``."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.image, self.text = ImageEncoder(dim), TextEncoder(dim)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial 1 / tau
+
+    @property
+    def temperature(self) -> float:
+        return math.exp(-self.log_scale.clamp(max=math.log(100)).item())
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit embeddings ``(B, D)`` of the images and of the captions."""
+        return F.normalize(self.image(images), dim=-1), F.normalize(self.text(tokens), dim=-1)
+
+
+def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The logits ``S = cos(u_i, t_j) / tau``: ``(B, D), (K, D) -> (B, K)``."""
+    check_tensor("image_emb", image_emb, min_rank=2, shape="(B, D)")
+    check_tensor("text_emb", text_emb, min_rank=2, shape="(K, D)")
+    if image_emb.shape[-1] != text_emb.shape[-1]:
+        raise ValueError(f"image_emb and text_emb need the same width D; got {shape_str(image_emb)} "
+                         f"and {shape_str(text_emb)}")
+    check_positive("temperature", temperature)
+    return F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T / temperature  # (B, K)
+
+
+def info_nce(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE loss of matched pairs ``(B, D), (B, D)`` (pair ``i`` is row ``i`` of both)."""
+    check_tensor("image_emb", image_emb, min_rank=2, shape="(B, D)")
+    check_tensor("text_emb", text_emb, min_rank=2, shape="(B, D)")
+    if image_emb.shape != text_emb.shape:
+        raise ValueError(f"image_emb and text_emb must be matched pairs of one shape; got {shape_str(image_emb)} "
+                         f"and {shape_str(text_emb)}")
+    # S_ij = cos(u_i, t_j) / tau
+    logits = F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T / temperature  # (B, B)
+    target = torch.arange(len(logits), device=logits.device)
+    # images pick their caption (rows), captions pick their image (columns)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def zero_shot(model: TinyCLIP, images: torch.Tensor, class_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-shot class probabilities ``(B, K)`` and predictions ``(B,)``: images attend over captions.
+
+    Equivalent to ``softmax(cos(u_i, t_k) / tau)`` over the ``K`` class captions; computed as
+    ``attend(u, t, eye(K), score="cosine", temperature=tau)``, whose weights are the probabilities.
+    """
+    with torch.no_grad():
+        u = model.image(images)  # (B, D)
+        t = model.text(class_tokens)  # (K, D)
+        onehot = torch.eye(len(t), dtype=u.dtype)  # (K, K): values = class indicators
+        probs, _ = attend(u, t, onehot, score="cosine", temperature=model.temperature)  # (B, K)
+    return probs, probs.argmax(-1)
+
+
+def train_clip(model: TinyCLIP, images: torch.Tensor, tokens: torch.Tensor, *, epochs: int = 5,
+               batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
+    """Contrastive training on matched ``(images, tokens)`` pairs; returns the loss of every step."""
+    from tqdm.auto import tqdm
+
+    if len(images) != len(tokens):
+        raise ValueError(f"images and tokens must pair up; got {len(images)} images and {len(tokens)} captions")
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    bar = tqdm(total=epochs * (-(-len(images) // batch_size)), desc="TinyCLIP", disable=not progress)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(images), generator=g).split(batch_size):
+            u, t = model(images[idx], tokens[idx])
+            loss = info_nce(u, t, torch.exp(-model.log_scale.clamp(max=math.log(100))))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.update()
+    bar.close()
+    model.eval()
+    return losses
