@@ -5,6 +5,7 @@ The map of the package (module -> chapter) is in the README.
 """
 
 from attnkit.core import attend, attention_scores
+from attnkit.flash import flash_attention
 from attnkit.masks import causal_mask, combine_masks, key_mask, padding_mask
 from attnkit.mha import MultiHeadAttention
 from attnkit.normalize import hardmax, masked_softmax, no_normalize, softmax_with_temperature, sparsemax
@@ -38,4 +39,5 @@ __all__ = [
     "key_mask",
     "combine_masks",
     "MultiHeadAttention",
+    "flash_attention",
 ]

@@ -58,8 +58,9 @@ HISTORY: tuple[Milestone, ...] = (
               "random features (Performer)",
               ("child2019", "beltagy2020", "kitaev2020", "wang2020linformer", "katharopoulos2020",
                "choromanski2021", "tay2022"), "chapters/part4/efficient-transformers", ERAS[3]),
-    Milestone(2022, 2022, "FlashAttention: exact attention tiled for the GPU",
-              ("dao2022", "milakov2018"), None, ERAS[3]),
+    Milestone(2022, 2024, "FlashAttention 1-2: online softmax and IO-aware exact attention, in Triton",
+              ("milakov2018", "rabe2021", "dao2022", "dao2024", "tillet2019"), "chapters/part4/flash-attention",
+              ERAS[3]),
 )
 """The book's history table, in chronological order."""
 

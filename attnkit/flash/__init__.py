@@ -1,0 +1,42 @@
+"""FlashAttention: exact attention tiled for the GPU's memory hierarchy (Part IV of the book).
+
+- ``attnkit.flash.online_softmax``: the online softmax, a blocked NumPy reference of the
+  forward and backward passes, and the HBM byte counts of naive and tiled attention;
+- ``attnkit.flash.triton_kernel``: the Triton kernels (imported only when used; Triton
+  exists for Linux only);
+- ``attnkit.flash.api``: ``flash_attention``, the differentiable entry point.
+"""
+
+from attnkit.flash.api import (
+    BACKENDS,
+    FlashAttentionFunction,
+    flash_attention,
+    flash_attention_forward,
+    triton_available,
+)
+from attnkit.flash.online_softmax import (
+    ByteCounter,
+    attention_np,
+    flash_backward_np,
+    flash_forward_np,
+    hbm_traffic,
+    online_softmax,
+    online_softmax_stats,
+    sram_bytes,
+)
+
+__all__ = [
+    "BACKENDS",
+    "ByteCounter",
+    "FlashAttentionFunction",
+    "attention_np",
+    "flash_attention",
+    "flash_attention_forward",
+    "flash_backward_np",
+    "flash_forward_np",
+    "hbm_traffic",
+    "online_softmax",
+    "online_softmax_stats",
+    "sram_bytes",
+    "triton_available",
+]

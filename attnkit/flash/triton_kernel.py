@@ -1,0 +1,356 @@
+r"""FlashAttention in Triton: a forward kernel (output and log-sum-exp) and backward kernels (dQ, dK, dV).
+
+The algorithm is FlashAttention-2 (Dao, 2023): every program owns one tile of rows, keeps it in
+SRAM and streams the other operand through in blocks, with the online softmax's running max
+``m_i``, running sum ``l_i`` and unnormalised output ``acc`` (the names of the chapter's
+maths). The layout follows Triton's fused-attention tutorial (Tillet et al., 2019): a
+forward kernel, a dK/dV kernel that loops over query blocks, and a dQ kernel that loops over
+key blocks; ``delta = rowsum(dO * O)`` is a plain torch reduction. Scores are kept in base-2
+units (``s * scale * log2 e``) so the kernels call ``exp2``, the instruction GPUs have; the
+saved log-sum-exp is in natural units.
+
+Shapes: ``q, k, v, o: (B, H, N, d)`` contiguous, seen by the kernels as ``B*H`` slices of
+``(N, d)``; ``lse: (B, H, N)`` float32. Head dims 16, 32, 64, 128. Any ``N``: the ragged last
+tile is masked. ``causal`` keeps keys ``j <= i`` and skips the key blocks above the diagonal.
+
+Two ways to run the same kernels: compiled for a CUDA device (``interpret=False``), or
+through Triton's interpreter on CPU tensors (``interpret=True``), which executes the kernel
+body with NumPy, one program at a time. The interpreter is normally switched on by
+``TRITON_INTERPRET=1`` *before* triton is imported; ``interpreted`` instead wraps a
+kernel at call time, so one process can use both, and the environment variable is not
+needed. NumPy has no bfloat16, so the interpreter's ``tl.dot`` cannot multiply bfloat16
+blocks: ``attnkit.flash.api`` runs bfloat16 inputs through the interpreter in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import triton
+import triton.language as tl
+from triton.runtime.jit import JITFunction
+
+__all__ = ["attn_backward", "attn_forward", "compile_for_gpu", "interpreted", "kernel_config"]
+
+LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2 e)
+
+
+@triton.jit
+def _attn_fwd(Q, K, V, O, LSE, N, qk_scale,
+              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              CAUSAL: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+    # -- phase 0: which tile this program owns: query rows [start_m*BLOCK_M, +BLOCK_M) of one (batch, head)
+    start_m = tl.program_id(0)
+    off_bh = tl.program_id(1).to(tl.int64)
+    base = off_bh * N * HEAD_DIM                      # the (N, d) slice of this (batch, head)
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < N                               # the ragged last tile has rows past N
+    # -- phase 1: load q: stays in SRAM; m_i, l_i, acc live in registers
+    q = tl.load(Q + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)   # running max (log2 units)
+    l_i = tl.zeros([BLOCK_M], tl.float32)                 # running sum of exp2(s - m_i)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)       # running sum of exp2(s - m_i) v
+    # causal: key blocks past the diagonal are skipped, never loaded
+    hi = N
+    if CAUSAL:
+        hi = tl.minimum((start_m + 1) * BLOCK_M, N)
+    # -- phase 2: stream key/value blocks through SRAM
+    for start_n in range(0, hi, BLOCK_N):
+        cols = start_n + offs_n
+        kT_ptrs = K + base + cols[None, :] * HEAD_DIM + offs_d[:, None]    # (d, BLOCK_N): k transposed
+        v_ptrs = V + base + cols[:, None] * HEAD_DIM + offs_d[None, :]     # (BLOCK_N, d)
+        if EVEN_N:
+            kT = tl.load(kT_ptrs)
+            v = tl.load(v_ptrs)
+        else:
+            kT = tl.load(kT_ptrs, mask=cols[None, :] < N, other=0.0)
+            v = tl.load(v_ptrs, mask=cols[:, None] < N, other=0.0)
+        # s = q k^T * scale * log2(e): (BLOCK_M, BLOCK_N)
+        s = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+        if CAUSAL:
+            s = tl.where(offs_m[:, None] >= cols[None, :], s, float("-inf"))
+        if not EVEN_N:
+            s = tl.where(cols[None, :] < N, s, float("-inf"))
+        # -- update m_i and l_i: m_new = max(m_i, rowmax s); l_i = l_i * 2^(m_i - m_new) + rowsum p
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        # -- rescale acc and add p v
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
+        m_i = m_new
+    # -- epilogue: o = acc / l_i; lse = (m_i + log2 l_i) * ln 2, in natural units
+    acc = acc / l_i[:, None]
+    tl.store(O + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], acc.to(O.dtype.element_ty),
+             mask=row_ok[:, None])
+    tl.store(LSE + off_bh * N + offs_m, (m_i + tl.log2(l_i)) * 0.6931471805599453, mask=row_ok)
+
+
+@triton.jit
+def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, N, qk_scale, sm_scale,
+                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   CAUSAL: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+    # -- phase 0: this program owns key rows [start_n, start_n + BLOCK_N) of one (batch, head)
+    start_n = tl.program_id(0) * BLOCK_N
+    off_bh = tl.program_id(1).to(tl.int64)
+    base = off_bh * N * HEAD_DIM
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    col_ok = offs_n < N
+    # -- phase 1: load k, v: stay in SRAM; dk, dv accumulate in registers
+    k = tl.load(K + base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], mask=col_ok[:, None], other=0.0)
+    v = tl.load(V + base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], mask=col_ok[:, None], other=0.0)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    # causal: only queries i >= start_n see these keys; start at their block
+    lo = 0
+    if CAUSAL:
+        lo = (start_n // BLOCK_M) * BLOCK_M
+    # -- phase 2: stream query blocks, recomputing p^T tile by tile
+    for start_m in range(lo, N, BLOCK_M):
+        offs_m = start_m + offs_m0
+        qT_ptrs = Q + base + offs_m[None, :] * HEAD_DIM + offs_d[:, None]   # (d, BLOCK_M): q transposed
+        do_ptrs = DO + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :]  # (BLOCK_M, d)
+        if EVEN_N:
+            qT = tl.load(qT_ptrs)
+            do = tl.load(do_ptrs)
+            lse = tl.load(LSE + off_bh * N + offs_m)
+            delta = tl.load(DELTA + off_bh * N + offs_m)
+        else:
+            qT = tl.load(qT_ptrs, mask=offs_m[None, :] < N, other=0.0)
+            do = tl.load(do_ptrs, mask=offs_m[:, None] < N, other=0.0)
+            lse = tl.load(LSE + off_bh * N + offs_m, mask=offs_m < N, other=0.0)
+            delta = tl.load(DELTA + off_bh * N + offs_m, mask=offs_m < N, other=0.0)
+        # recompute p^T = exp(s^T - lse): (BLOCK_N, BLOCK_M)
+        sT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
+        pT = tl.exp2(sT - lse[None, :] * 1.4426950408889634)
+        if CAUSAL:
+            pT = tl.where(offs_m[None, :] >= offs_n[:, None], pT, 0.0)
+        if not EVEN_N:
+            pT = tl.where(offs_m[None, :] < N, pT, 0.0)
+        # dv += p^T do
+        dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=PRECISION)
+        # dp^T = v do^T;  ds^T = p^T * (dp^T - delta)
+        dpT = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+        dsT = pT * (dpT - delta[None, :])
+        # dk += ds^T q   (the softmax scale is applied once, in the epilogue)
+        dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=PRECISION)
+    # -- epilogue: write dk (times the softmax scale) and dv
+    out = base + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
+    tl.store(DK + out, (dk * sm_scale).to(DK.dtype.element_ty), mask=col_ok[:, None])
+    tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=col_ok[:, None])
+
+
+@triton.jit
+def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, N, qk_scale, sm_scale,
+                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 CAUSAL: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+    # -- phase 0: this program owns query rows [start_m, start_m + BLOCK_M) of one (batch, head)
+    start_m = tl.program_id(0) * BLOCK_M
+    off_bh = tl.program_id(1).to(tl.int64)
+    base = off_bh * N * HEAD_DIM
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n0 = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < N
+    # -- phase 1: load q, do, lse, delta: stay in SRAM; dq accumulates in registers
+    rows = base + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
+    q = tl.load(Q + rows, mask=row_ok[:, None], other=0.0)
+    do = tl.load(DO + rows, mask=row_ok[:, None], other=0.0)
+    lse = tl.load(LSE + off_bh * N + offs_m, mask=row_ok, other=0.0)
+    delta = tl.load(DELTA + off_bh * N + offs_m, mask=row_ok, other=0.0)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    hi = N
+    if CAUSAL:
+        hi = tl.minimum(start_m + BLOCK_M, N)
+    # -- phase 2: stream key/value blocks, recomputing p tile by tile
+    for start_n in range(0, hi, BLOCK_N):
+        offs_n = start_n + offs_n0
+        kT_ptrs = K + base + offs_n[None, :] * HEAD_DIM + offs_d[:, None]   # (d, BLOCK_N)
+        vT_ptrs = V + base + offs_n[None, :] * HEAD_DIM + offs_d[:, None]   # (d, BLOCK_N)
+        if EVEN_N:
+            kT = tl.load(kT_ptrs)
+            vT = tl.load(vT_ptrs)
+        else:
+            kT = tl.load(kT_ptrs, mask=offs_n[None, :] < N, other=0.0)
+            vT = tl.load(vT_ptrs, mask=offs_n[None, :] < N, other=0.0)
+        # recompute p = exp(s - lse): (BLOCK_M, BLOCK_N)
+        s = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+        p = tl.exp2(s - lse[:, None] * 1.4426950408889634)
+        if CAUSAL:
+            p = tl.where(offs_m[:, None] >= offs_n[None, :], p, 0.0)
+        if not EVEN_N:
+            p = tl.where(offs_n[None, :] < N, p, 0.0)
+        # dp = do v^T;  ds = p * (dp - delta);  dq += ds k
+        dp = tl.dot(do, vT, input_precision=PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=PRECISION)
+    # -- epilogue: write dq times the softmax scale
+    tl.store(DQ + rows, (dq * sm_scale).to(DQ.dtype.element_ty), mask=row_ok[:, None])
+
+
+# ---------------------------------------------------------------------------------------------
+# launching: compiled on CUDA, or through the interpreter on CPU
+
+
+@contextlib.contextmanager
+def _interpreter_language() -> Iterator[None]:
+    """Make triton.language's own jit helpers (``tl.max``, ``tl.sum``, ``tl.zeros``...) interpretable.
+
+    With ``TRITON_INTERPRET=1`` at import they already are; otherwise they are compiled-only
+    ``JITFunction`` objects that refuse to be called from Python. Swap in interpreted
+    versions for the duration of one launch and put the originals back afterwards.
+    """
+    from triton.runtime.interpreter import InterpretedFunction
+
+    saved = {name: obj for name, obj in vars(tl).items() if isinstance(obj, JITFunction)}
+    try:
+        for name, obj in saved.items():
+            setattr(tl, name, InterpretedFunction(obj.fn))
+        yield
+    finally:
+        for name, obj in saved.items():
+            setattr(tl, name, obj)
+
+
+_INTERPRETED: dict[str, object] = {}
+
+
+def interpreted(kernel: object) -> object:
+    """The interpreted twin of a ``@triton.jit`` kernel (same source, run with NumPy on the CPU)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    fn = getattr(kernel, "fn", kernel)
+    if fn.__name__ not in _INTERPRETED:
+        _INTERPRETED[fn.__name__] = InterpretedFunction(fn)
+    return _INTERPRETED[fn.__name__]
+
+
+def _launch(kernel: object, grid: tuple[int, int], args: tuple, meta: dict, interpret: bool) -> None:
+    """Run ``kernel[grid](*args, **meta)``, compiled or interpreted."""
+    if interpret:
+        meta = {k: v for k, v in meta.items() if k not in ("num_warps", "num_stages")}
+        with _interpreter_language():
+            interpreted(kernel)[grid](*args, **meta)
+    else:
+        kernel[grid](*args, **meta)
+
+
+def kernel_config(d: int, dtype: torch.dtype, interpret: bool) -> dict[str, dict[str, int]]:
+    """Block sizes, warps and pipeline stages for the three kernels.
+
+    The interpreter gets 16 x 16 tiles (the smallest ``tl.dot`` accepts, so it runs fast).
+    On the GPU 16-bit inputs get the tiles of Triton's tutorial for Hopper-class GPUs;
+    float32 (for checking) gets half-size tiles so twice-as-wide elements still fit in SRAM.
+    """
+    if interpret:
+        tile = {"BLOCK_M": 16, "BLOCK_N": 16}
+        return {"fwd": dict(tile), "dkdv": dict(tile), "dq": dict(tile)}
+    if dtype == torch.float32:
+        return {"fwd": {"BLOCK_M": 64, "BLOCK_N": 32, "num_warps": 4, "num_stages": 2},
+                "dkdv": {"BLOCK_M": 16, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2},
+                "dq": {"BLOCK_M": 64, "BLOCK_N": 16, "num_warps": 4, "num_stages": 2}}
+    wide = d > 64
+    return {"fwd": {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8 if wide else 4,
+                    "num_stages": 3 if wide else 4},
+            "dkdv": {"BLOCK_M": 32, "BLOCK_N": 128, "num_warps": 8 if wide else 4, "num_stages": 3},
+            "dq": {"BLOCK_M": 128, "BLOCK_N": 32, "num_warps": 8 if wide else 4, "num_stages": 3}}
+
+
+_PTR_ARGS = {"Q", "K", "V", "O", "LSE", "DO", "DELTA", "DK", "DV", "DQ"}
+_TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def compile_for_gpu(d: int = 64, dtype: torch.dtype = torch.bfloat16, causal: bool = True, arch: int = 90,
+                    even: bool = True,
+                    kernels: tuple[str, ...] = ("fwd", "dkdv", "dq")) -> dict[str, dict[str, object]]:
+    """Compile the three kernels ahead of time for an NVIDIA architecture (90 = H100), without a GPU.
+
+    Uses Triton's own compiler and the ``ptxas`` it ships, with the specialisation a launch on
+    16-byte-aligned tensors and ``N % 16 == 0`` would get. Returns, for each of ``kernels``
+    (``"fwd"``, ``"dkdv"``, ``"dq"``), the bytes of shared memory it needs, its PTX assembly and
+    its launch configuration. Needs Triton >= 3.3 (the ``ASTSource`` API).
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    if not isinstance(_attn_fwd, JITFunction):
+        raise RuntimeError("compile_for_gpu cannot compile: TRITON_INTERPRET=1 was set when triton was imported, "
+                           "so the kernels were built for the interpreter only")
+    cfgs = kernel_config(d, dtype, interpret=False)
+    out = {}
+    for name, kernel in (("fwd", _attn_fwd), ("dkdv", _attn_bwd_dkdv), ("dq", _attn_bwd_dq)):
+        if name not in kernels:
+            continue
+        cfg = dict(cfgs[name])
+        opts = {"num_warps": cfg.pop("num_warps"), "num_stages": cfg.pop("num_stages")}
+        consts = dict(HEAD_DIM=d, CAUSAL=causal, EVEN_N=even, PRECISION=_precision(dtype), **cfg)
+        sig, attrs = {}, {}
+        for i, arg in enumerate(kernel.arg_names):
+            if arg in consts:
+                sig[arg] = "constexpr"
+            elif arg in _PTR_ARGS:
+                sig[arg] = "*fp32" if arg in ("LSE", "DELTA") else "*" + _TRITON_TYPES[dtype]
+                attrs[(i,)] = [["tt.divisibility", 16]]
+            elif arg == "N":
+                sig[arg] = "i32"
+                attrs[(i,)] = [["tt.divisibility", 16]]
+            else:
+                sig[arg] = "fp32"
+        try:
+            src = ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
+        except TypeError as err:  # older Triton: a different ahead-of-time API
+            raise RuntimeError(f"compile_for_gpu needs Triton >= 3.3 ({err})") from None
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=opts)
+        out[name] = {"shared_bytes": int(compiled.metadata.shared), "ptx": compiled.asm["ptx"], **opts, **cfg}
+    return out
+
+
+def _precision(dtype: torch.dtype) -> str:
+    # float32 inputs: exact IEEE products (for checking); 16-bit inputs ignore this
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def attn_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sm_scale: float,
+                 interpret: bool = False, config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the forward kernel: ``q, k, v: (B, H, N, d)`` contiguous -> ``(o: (B, H, N, d), lse: (B, H, N))``.
+
+    No input checks here: ``attnkit.flash.api.flash_attention`` validates first.
+    """
+    B, H, N, d = q.shape
+    cfg = dict((config or kernel_config(d, q.dtype, interpret))["fwd"])
+    o = torch.empty_like(q)
+    lse = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
+    even = N % cfg["BLOCK_M"] == 0 and N % cfg["BLOCK_N"] == 0
+    grid = (triton.cdiv(N, cfg["BLOCK_M"]), B * H)
+    _launch(_attn_fwd, grid, (q, k, v, o, lse, N, sm_scale * LOG2E),
+            dict(HEAD_DIM=d, CAUSAL=causal, EVEN_N=even, PRECISION=_precision(q.dtype), **cfg), interpret)
+    return o, lse
+
+
+def attn_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
+                  do: torch.Tensor, causal: bool, sm_scale: float, interpret: bool = False,
+                  config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the backward kernels; returns ``(dq, dk, dv)``, each ``(B, H, N, d)`` like ``q``."""
+    B, H, N, d = q.shape
+    cfgs = config or kernel_config(d, q.dtype, interpret)
+    do = do.contiguous()
+    # delta_i = sum_c dO_ic O_ic: (B, H, N), float32
+    delta = (do.float() * o.float()).sum(-1).contiguous()
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    common = (N, sm_scale * LOG2E, sm_scale)
+    for name, kernel, args in (("dkdv", _attn_bwd_dkdv, (q, k, v, do, lse, delta, dk, dv, *common)),
+                               ("dq", _attn_bwd_dq, (q, k, v, do, lse, delta, dq, *common))):
+        cfg = dict(cfgs[name])
+        even = N % cfg["BLOCK_M"] == 0 and N % cfg["BLOCK_N"] == 0
+        rows = cfg["BLOCK_N"] if name == "dkdv" else cfg["BLOCK_M"]
+        grid = (triton.cdiv(N, rows), B * H)
+        _launch(kernel, grid, args,
+                dict(HEAD_DIM=d, CAUSAL=causal, EVEN_N=even, PRECISION=_precision(q.dtype), **cfg), interpret)
+    return dq, dk, dv
