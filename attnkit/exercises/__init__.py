@@ -12,6 +12,7 @@ from attnkit.exercises.core import check_masked_softmax, check_scaled_dot_attent
 from attnkit.exercises.early import check_attenuator, check_bilinear_score, check_fast_weights
 from attnkit.exercises.efficient import check_favor_features
 from attnkit.exercises.everywhere import check_gat_coefficients, check_hopfield_update
+from attnkit.exercises.filters import check_bilateral_weights, check_nadaraya_watson
 from attnkit.exercises.flash import check_online_softmax
 from attnkit.exercises.transformer import check_causal_attention, check_rotary, check_sinusoidal_positions
 
@@ -24,6 +25,8 @@ __all__ = [
     "check_attenuator",
     "check_bilinear_score",
     "check_fast_weights",
+    "check_bilateral_weights",
+    "check_nadaraya_watson",
     "check_favor_features",
     "check_sinusoidal_positions",
     "check_rotary",

@@ -1,0 +1,167 @@
+"""Tests for attnkit.classic.nonlocal_means: non-local means is attend with the gaussian score on patches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnkit.classic.bilateral import bilateral_filter
+from attnkit.classic.images import add_gaussian_noise, gaussian_blur, load_sample_image, psnr
+from attnkit.classic.nonlocal_means import nadaraya_watson, nlm_weights, non_local_means, patch_vectors
+from attnkit.core import attend
+
+
+def patches_loop(img: np.ndarray, f: int) -> np.ndarray:
+    """Patch vectors (H, W, D) by loops over a NumPy reflect-padded image."""
+    p = np.pad(img, f, mode="reflect")
+    H, W = img.shape
+    return np.stack([[p[i:i + 2 * f + 1, j:j + 2 * f + 1].ravel() for j in range(W)] for i in range(H)])
+
+
+def nlm_loop(img: np.ndarray, f: int, t: int, h: float) -> np.ndarray:
+    """Buades et al.'s non-local means by explicit loops and exponentials, float64."""
+    P = patches_loop(img, f)
+    H, W = img.shape
+    out = np.zeros((H, W))
+    for i in range(H):
+        for j in range(W):
+            num = den = 0.0
+            for k in range(max(0, i - t), min(H, i + t + 1)):
+                for m in range(max(0, j - t), min(W, j + t + 1)):
+                    w = math.exp(-((P[i, j] - P[k, m]) ** 2).sum() / h**2)
+                    num += w * img[k, m]
+                    den += w
+            out[i, j] = num / den
+    return out
+
+
+def test_patch_vectors_match_loop():
+    img = torch.rand(6, 8, dtype=torch.float64)
+    for f in (0, 1, 2):
+        got = patch_vectors(img, f).permute(1, 2, 0).numpy()  # (D, H, W) -> (H, W, D)
+        np.testing.assert_array_equal(got, patches_loop(img.numpy(), f))
+
+
+@pytest.mark.parametrize("f,t,h", [(1, 2, 0.5), (1, 3, 0.2), (2, 2, 1.0), (0, 3, 0.1)])
+@pytest.mark.parametrize("block,chunk_tiles", [(8, None), (1, None), (3, 2)])
+def test_nlm_is_exactly_attend_with_gaussian_score_on_patch_vectors(f, t, h, block, chunk_tiles):
+    img = torch.rand(7, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(f + t))
+    got = non_local_means(img, f, t, h, block=block, chunk_tiles=chunk_tiles)
+    P = torch.from_numpy(patches_loop(img.numpy(), f))  # (H, W, D), built independently
+    H, W = img.shape
+    for i in range(H):
+        for j in range(W):
+            rows, cols = slice(max(0, i - t), i + t + 1), slice(max(0, j - t), j + t + 1)
+            keys = P[rows, cols].reshape(-1, P.shape[-1])  # (Lk, D): patches of the search window
+            vals = img[rows, cols].reshape(-1, 1)  # (Lk, 1): their centre pixels
+            out, w = attend(P[i, j][None], keys, vals, score="gaussian", temperature=h**2)
+            assert abs(out.item() - got[i, j].item()) < 1e-13
+            if (i + j) % 5:
+                continue  # the weight maps of a fifth of the pixels are enough
+            wmap = nlm_weights(img, i, j, f, t, h)  # (2t+1, 2t+1), zero outside the image
+            r0, c0 = t - (i - rows.start), t - (j - cols.start)
+            nr, nc = min(i + t + 1, H) - rows.start, min(j + t + 1, W) - cols.start
+            assert torch.allclose(wmap[r0:r0 + nr, c0:c0 + nc].reshape(-1), w[0], atol=1e-14)
+            assert abs(wmap.sum().item() - 1) < 1e-12
+
+
+@pytest.mark.parametrize("f,t,h", [(1, 2, 0.5), (2, 3, 0.8)])
+def test_nlm_matches_loop_reference(f, t, h):
+    img = torch.rand(8, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    np.testing.assert_allclose(non_local_means(img, f, t, h).numpy(), nlm_loop(img.numpy(), f, t, h), atol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(3, 8), st.integers(3, 8), st.integers(0, 2), st.integers(0, 3), st.floats(0.05, 5.0),
+       st.integers(0, 1000))
+def test_nlm_is_a_convex_combination(H, W, f, t, h, seed):
+    f = min(f, min(H, W) - 1)
+    img = torch.rand(H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    out = non_local_means(img, f, t, h)
+    assert torch.isfinite(out).all()
+    assert out.min() >= img.min() - 1e-12 and out.max() <= img.max() + 1e-12
+
+
+def test_nlm_limits_of_h():
+    img = torch.rand(9, 9, dtype=torch.float64)
+    # tiny h: every pixel attends only to itself (its own patch is the only one at distance 0)
+    assert torch.allclose(non_local_means(img, 1, 2, 1e-4), img)
+    # huge h: a plain box mean over the search window (cut at the borders)
+    box = torch.stack([torch.stack([img[max(0, i - 2):i + 3, max(0, j - 2):j + 3].mean() for j in range(9)])
+                       for i in range(9)])
+    assert torch.allclose(non_local_means(img, 1, 2, 1e6), box, atol=1e-10)
+
+
+def test_nlm_float32_and_chunks_agree():
+    img = torch.rand(20, 13)
+    a = non_local_means(img, 1, 3, 0.4)
+    for block, chunk in ((1, None), (5, 1), (16, None)):
+        b = non_local_means(img, 1, 3, 0.4, block=block, chunk_tiles=chunk)
+        assert b.dtype == torch.float32 and torch.allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a.double().numpy(), nlm_loop(img.double().numpy(), 1, 3, 0.4), atol=1e-5)
+
+
+def test_nlm_beats_blur_and_bilateral_on_the_photo():
+    x = load_sample_image(0.25)  # 150 x 128
+    y = add_gaussian_noise(x, 0.1, seed=0)
+    nlm = psnr(non_local_means(y, 1, 5, 0.42), x)
+    assert nlm > psnr(gaussian_blur(y, 0.8), x) + 1
+    assert nlm > psnr(bilateral_filter(y, 3, 1.5, 0.2), x) + 0.5
+
+
+def test_nadaraya_watson_matches_formula_and_is_finite():
+    g = torch.Generator().manual_seed(0)
+    xt = torch.rand(30, generator=g, dtype=torch.float64) * 5
+    yt = torch.sin(xt)
+    xq = torch.linspace(-1, 6, 11, dtype=torch.float64)
+    for bw in (0.3, 1.0):
+        k = torch.exp(-((xq[:, None] - xt[None]) ** 2) / (2 * bw**2))
+        ref = (k / k.sum(1, keepdim=True)) @ yt
+        got, w = nadaraya_watson(xq, xt, yt, bw)
+        assert torch.allclose(got, ref, atol=1e-12) and w.shape == (11, 30)
+        assert torch.allclose(w.sum(1), torch.ones(11, dtype=torch.float64))
+    far, _ = nadaraya_watson(torch.tensor([100.0], dtype=torch.float64), xt, yt, 0.1)
+    assert torch.isfinite(far).all() and far.item() == pytest.approx(yt[xt.argmax()].item())
+
+
+@pytest.mark.parametrize("args,exc,match", [
+    ((torch.rand(1, 6, 6), 1, 2, 0.5), ValueError, "image"),
+    ((torch.rand(6), 1, 2, 0.5), ValueError, "image"),
+    ((torch.ones(6, 6, dtype=torch.int32), 1, 2, 0.5), TypeError, "image"),
+    ((torch.rand(6, 6), -1, 2, 0.5), ValueError, "patch"),
+    ((torch.rand(6, 6), 1, -2, 0.5), ValueError, "search"),
+    ((torch.rand(6, 6), 1, 2.0, 0.5), TypeError, "search"),
+    ((torch.rand(6, 6), 1, 2, 0.0), ValueError, "h"),
+    ((torch.rand(6, 6), 1, 2, -0.5), ValueError, "h"),
+    ((torch.rand(6, 6), 6, 2, 0.5), ValueError, "patch"),
+])
+def test_bad_input(args, exc, match):
+    with pytest.raises(exc, match=match):
+        non_local_means(*args)
+
+
+def test_bad_block_and_chunk():
+    img = torch.rand(6, 6)
+    with pytest.raises(ValueError, match="block"):
+        non_local_means(img, 1, 2, 0.5, block=0)
+    with pytest.raises(TypeError, match="block"):
+        non_local_means(img, 1, 2, 0.5, block=2.0)
+    with pytest.raises(ValueError, match="chunk_tiles"):
+        non_local_means(img, 1, 2, 0.5, chunk_tiles=0)
+
+
+def test_bad_nadaraya_watson_input():
+    x = torch.rand(5)
+    with pytest.raises(ValueError, match="x_query"):
+        nadaraya_watson(x[None], x, x)
+    with pytest.raises(ValueError, match="y_train"):
+        nadaraya_watson(x, x, x[:4])
+    with pytest.raises(ValueError, match="bandwidth"):
+        nadaraya_watson(x, x, x, -1.0)
+    with pytest.raises(TypeError, match="x_train"):
+        nadaraya_watson(x, torch.arange(5), x)
