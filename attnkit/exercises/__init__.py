@@ -14,6 +14,7 @@ from attnkit.exercises.efficient import check_favor_features
 from attnkit.exercises.everywhere import check_gat_coefficients, check_hopfield_update
 from attnkit.exercises.filters import check_bilateral_weights, check_nadaraya_watson
 from attnkit.exercises.flash import check_online_softmax
+from attnkit.exercises.recurrent import check_attention_penalty, check_reinforce_surrogate
 from attnkit.exercises.transformer import check_causal_attention, check_rotary, check_sinusoidal_positions
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "check_fast_weights",
     "check_bilateral_weights",
     "check_nadaraya_watson",
+    "check_reinforce_surrogate",
+    "check_attention_penalty",
     "check_favor_features",
     "check_sinusoidal_positions",
     "check_rotary",
