@@ -54,3 +54,12 @@ def test_scaled_dot_attention_checker() -> None:
         return attend(q, k, v)[0]
 
     assert check_scaled_dot_attention(ignores_mask, quiet=True).failed_case == "padding mask"
+
+
+def test_compare_accepts_matching_infinities_and_rejects_others() -> None:
+    from attnkit.exercises._harness import compare
+
+    inf = float("-inf")
+    assert compare(torch.tensor([inf, 1.0]), torch.tensor([inf, 1.0]), 1e-6, 1e-6) is None
+    assert "inf" in compare(torch.tensor([inf, 1.0]), torch.tensor([0.0, 1.0]), 1e-6, 1e-6)
+    assert "values differ" in compare(torch.tensor([inf, 2.0]), torch.tensor([inf, 1.0]), 1e-6, 1e-6)

@@ -15,6 +15,7 @@ from attnkit.exercises.everywhere import check_gat_coefficients, check_hopfield_
 from attnkit.exercises.filters import check_bilateral_weights, check_nadaraya_watson
 from attnkit.exercises.flash import check_online_softmax
 from attnkit.exercises.recurrent import check_attention_penalty, check_reinforce_surrogate
+from attnkit.exercises.seq2seq import check_bahdanau_step, check_local_mask
 from attnkit.exercises.transformer import check_causal_attention, check_rotary, check_sinusoidal_positions
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "check_fast_weights",
     "check_bilateral_weights",
     "check_nadaraya_watson",
+    "check_bahdanau_step",
+    "check_local_mask",
     "check_reinforce_surrogate",
     "check_attention_penalty",
     "check_favor_features",
