@@ -20,6 +20,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """Train tiny models on one thread: two threads spin badly when the two CI cores are busy.
+
+    Use it per test (an argument) or per file (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ---- the book, built once per test session ---------------------------------------------------
 
 import re  # noqa: E402

@@ -21,16 +21,6 @@ from attnkit.clip import (
 from attnkit.datasets.patterns import shapes_dataset
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one thread: two threads spin badly when the two CI cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def test_captions() -> None:
     tokens = caption_tokens(torch.tensor([2, 0]), torch.tensor([3, 0]))
     assert caption_text(tokens) == ["ring bottom right", "square top left"]

@@ -17,16 +17,6 @@ from attnkit.graph import (
 )
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one thread: two threads spin badly when the two CI cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def _random_graph(n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     adj = torch.rand(n, n, generator=g) > 0.6

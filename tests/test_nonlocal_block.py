@@ -11,16 +11,6 @@ from attnkit.datasets.patterns import tiled_textures
 from attnkit.nonlocal_block import Denoiser, NonLocalBlock, flatten_positions, nonlocal_attention, train_denoiser
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one thread: two threads spin badly when the two CI cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def _loop_reference(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, mode: str) -> torch.Tensor:
     """y_i = sum_j f(x_i, x_j) g(x_j) / C(x), pixel by pixel, in float64."""
     B, _, H, W = theta.shape

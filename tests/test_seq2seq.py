@@ -149,15 +149,6 @@ def test_bad_input_errors() -> None:
         translate(model, "i love zebras", SRC_V, TGT_V)
 
 
-@pytest.fixture
-def one_thread():
-    """Small recurrent models train faster on one thread (and much faster on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("cfg", [{"attention": "bahdanau"}, {"attention": "luong", "score": "general", "window": 2}])
 def test_short_training_reduces_the_loss(cfg: dict, one_thread: None) -> None:
     torch.manual_seed(0)

@@ -13,14 +13,7 @@ from attnkit.masks import padding_mask
 from attnkit.sets import ISAB, MAB, PMA, SAB, DeepSets, SetTransformer
 from attnkit.transformer import train_steps
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    # tiny models: one thread avoids the cost of synchronising two on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_mab_matches_the_formula_with_torch_attention() -> None:

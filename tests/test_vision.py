@@ -18,14 +18,7 @@ from attnkit.vision import (
     upsample_weights,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread avoids oversubscription on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,6 @@ from attnkit.datasets.patterns import shapes_dataset
 from attnkit.vit import TinyViT, accuracy, attention_rollout, cls_rollout_map, patchify, train_classifier
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one thread: two threads spin badly when the two CI cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def test_patchify_matches_slicing() -> None:
     x = torch.randn(2, 3, 8, 12)
     p = patchify(x, 4)
