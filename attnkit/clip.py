@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit._train import minibatch_adam
 from attnkit.core import attend
 from attnkit.datasets.patterns import QUADRANTS, SHAPES
 
@@ -145,24 +146,12 @@ def zero_shot(model: TinyCLIP, images: torch.Tensor, class_tokens: torch.Tensor)
 def train_clip(model: TinyCLIP, images: torch.Tensor, tokens: torch.Tensor, *, epochs: int = 5,
                batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
     """Contrastive training on matched ``(images, tokens)`` pairs; returns the loss of every step."""
-    from tqdm.auto import tqdm
-
     if len(images) != len(tokens):
         raise ValueError(f"images and tokens must pair up; got {len(images)} images and {len(tokens)} captions")
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    bar = tqdm(total=epochs * (-(-len(images) // batch_size)), desc="TinyCLIP", disable=not progress)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(images), generator=g).split(batch_size):
-            u, t = model(images[idx], tokens[idx])
-            loss = info_nce(u, t, torch.exp(-model.log_scale.clamp(max=math.log(100))))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.update()
-    bar.close()
-    model.eval()
-    return losses
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        u, t = model(images[idx], tokens[idx])
+        return info_nce(u, t, torch.exp(-model.log_scale.clamp(max=math.log(100))))
+
+    return minibatch_adam(model, len(images), batch_loss, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                          progress=progress, desc="TinyCLIP")

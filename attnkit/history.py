@@ -99,7 +99,8 @@ def plot_timeline(history: tuple[Milestone, ...] = HISTORY, ax: plt.Axes | None 
     ax.set_yticks([])
     ax.set_xlim(1950, 2045)
     ax.set_xlabel("year")
-    ax.set_title("Attention, from the cocktail party to FlashAttention (hollow: chapter to come)")
+    title = "Attention, from the cocktail party to FlashAttention"
+    ax.set_title(title + (" (hollow: chapter to come)" if any(m.chapter is None for m in history) else ""))
     ax.legend(loc="lower left", fontsize=8, frameon=False)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)

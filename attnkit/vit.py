@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit._checks import check_tensor, shape_str
+from attnkit._train import minibatch_adam
 from attnkit.mha import MultiHeadAttention
 
 
@@ -151,29 +152,12 @@ def cls_rollout_map(model: TinyViT, images: torch.Tensor) -> torch.Tensor:
 def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 5,
                      batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
     """Mini-batch Adam on the cross-entropy; returns the loss of every step."""
-    from tqdm.auto import tqdm
-
     check_tensor("images", images, min_rank=2)
     if labels.shape != images.shape[:1]:
         raise ValueError(f"labels must be (n,) = ({images.shape[0]},); got shape {shape_str(labels)}")
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    steps = epochs * (-(-len(images) // batch_size))
-    bar = tqdm(total=steps, desc=type(model).__name__, disable=not progress)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(images), generator=g)
-        for idx in perm.split(batch_size):
-            loss = F.cross_entropy(model(images[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.update()
-    bar.close()
-    model.eval()
-    return losses
+    return minibatch_adam(model, len(images), lambda idx: F.cross_entropy(model(images[idx]), labels[idx]),
+                          epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                          desc=type(model).__name__)
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -1,0 +1,37 @@
+"""The mini-batch training loop shared by the small models of the book's chapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def minibatch_adam(model: nn.Module, n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], *,
+                   epochs: int, batch_size: int, lr: float, seed: int, progress: bool,
+                   desc: str) -> list[float]:
+    """Train ``model`` with Adam on ``epochs`` shuffled passes over ``n`` examples.
+
+    ``batch_loss(idx)`` returns the loss of the examples ``idx`` (a 1-D index tensor). The
+    shuffling uses its own generator seeded with ``seed``. Returns the loss of every step and
+    leaves the model in eval mode.
+    """
+    from tqdm.auto import tqdm
+
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    bar = tqdm(total=epochs * (-(-n // batch_size)), desc=desc, disable=not progress)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=g).split(batch_size):
+            loss = batch_loss(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.update()
+    bar.close()
+    model.eval()
+    return losses
