@@ -52,11 +52,12 @@ def main(chapters: list[str]) -> int:
     log = proc.stdout + proc.stderr
     (out / "build.log").write_text(log)
     warnings = [ln for ln in log.splitlines() if re.search(r"WARNING|ERROR", ln) and "IPKernelApp" not in ln]
-    # the front page links every chapter of the history table; in this partial book most are absent
-    expected = [w for w in warnings if "intro.md" in w and "unknown document" in w]
+    # the start pages link chapters (the history table, the first chapter's pointers ahead) that
+    # this partial book leaves out: those links cannot resolve here
+    expected = [w for w in warnings if "unknown document" in w and any(f"{d}.md" in w for d in fixed)]
     warnings = [w for w in warnings if w not in expected]
     print("\n".join(warnings) or "no warnings")
-    print(f"({len(expected)} front-page links to chapters outside this check ignored)")
+    print(f"({len(expected)} links from the start pages to chapters outside this check ignored)")
     reports = sorted((out / "_build" / "html" / "reports").glob("**/*.log"))
     for r in reports:
         print(f"--- execution report {r.name} ---\n{r.read_text()[-4000:]}")
