@@ -91,7 +91,7 @@ def test_front_page_loads_offline_with_theme_and_timeline(browser, server) -> No
 
 def test_chapter_page_has_maths_figures_and_slider(browser, server) -> None:
     page, errors, blocked = open_offline(browser, server + "/chapters/what-is-attention.html")
-    page.wait_for_selector("mjx-container", timeout=20_000)
+    page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
     assert page.locator("mjx-container").count() >= 5  # MathJax typeset the formulas
     text = page.inner_text("article")
     assert "\\(" not in text and "\\[" not in text, "raw TeX left on the page"
@@ -103,3 +103,25 @@ def test_chapter_page_has_maths_figures_and_slider(browser, server) -> None:
     assert "temperature" in page.inner_text(".jupyter-widgets, .widget-box", timeout=5_000).lower()
     assert not blocked, f"requests to the network: {blocked}"
     assert not errors, errors
+
+
+def _toc_pages() -> list[str]:
+    import yaml
+    from conftest import ROOT
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [c["file"] for p in toc["parts"] for c in p["chapters"]]
+
+
+@pytest.mark.parametrize("doc", _toc_pages())
+def test_every_page_renders_offline_without_errors(browser, server, doc) -> None:
+    """Each page: no console errors, nothing fetched from the network, maths typeset if any."""
+    page, errors, blocked = open_offline(browser, f"{server}/{doc}.html")
+    if page.locator(".math").count():
+        page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
+        assert "\\(" not in page.inner_text("article"), "raw TeX left on the page"
+    broken = page.eval_on_selector_all("article img", "els => els.filter(e => !e.naturalWidth).map(e => e.src)")
+    assert not broken, f"images that did not load: {broken}"
+    assert not blocked, f"requests to the network: {blocked}"
+    assert not errors, errors
+    page.close()
