@@ -29,6 +29,7 @@ from attnkit._checks import check_positive, check_tensor, shape_str
 from attnkit.core import attend, attention_scores
 from attnkit.masks import causal_mask
 from attnkit.mha import MultiHeadAttention
+from attnkit.normalize import masked_softmax
 from attnkit.scores import scaled_dot_score
 
 POSITIONS = ("sinusoidal", "learned", "rotary", "none")
@@ -150,7 +151,7 @@ def scaling_experiment(dims: Sequence[int], *, n_keys: int = 16, n_samples: int 
         upstream = torch.randn(n_samples, 1, 4, generator=g, dtype=torch.float64)  # dLoss/dOutput
         for name, score in (("dot", "dot"), ("scaled", "scaled_dot")):
             s = attention_scores(q, k, score=score).requires_grad_(True)  # (N, 1, Lk)
-            w = torch.softmax(s, dim=-1)
+            w = masked_softmax(s)  # a_ij = softmax_j(s_ij)
             out = w @ v  # (N, 1, 4)
             (out * upstream).sum().backward()
             stats[f"var_{name}"].append(float(s.detach().var()))
