@@ -94,3 +94,13 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name} must be a finite {kind} number; got {value}")
     return float(value)
+
+
+def check_int(name: str, value: object, *, minimum: int = 0) -> int:
+    """An int (not a bool) ``>= minimum``; the message says "non-negative" or "positive" for 0 and 1."""
+    kind = {0: "non-negative int", 1: "positive int"}.get(minimum, f"int >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a {kind}; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be a {kind}; got {value}")
+    return value

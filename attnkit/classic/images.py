@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit._checks import check_int, check_positive, check_tensor, shape_str
 
 
 def check_image(name: str, image: object) -> torch.Tensor:
@@ -33,20 +33,12 @@ def check_image(name: str, image: object) -> torch.Tensor:
 
 def check_radius(name: str, radius: object) -> int:
     """A non-negative integer window radius."""
-    if isinstance(radius, bool) or not isinstance(radius, int):
-        raise TypeError(f"{name} must be a non-negative int; got {type(radius).__name__}")
-    if radius < 0:
-        raise ValueError(f"{name} must be a non-negative int; got {radius}")
-    return radius
+    return check_int(name, radius, minimum=0)
 
 
 def check_positive_int(name: str, value: object) -> int:
     """A positive integer (a tile size, a number of rows per chunk)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value}")
-    return value
+    return check_int(name, value, minimum=1)
 
 
 def load_sample_image(scale: float = 0.5, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
