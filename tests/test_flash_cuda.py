@@ -71,3 +71,34 @@ def test_mixed_devices_raise():
     q = torch.randn(1, 1, 8, 16, device="cuda")
     with pytest.raises(ValueError, match="same device"):
         flash_attention(q, q.cpu(), q)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("index", range(6))
+def test_every_autotune_config_is_correct(index, causal):
+    """Each tile configuration the autotuner may pick, forced, on a ragged shape (N not a multiple of any
+    tile): its error against float64 within 2x SDPA's, as above."""
+    from attnkit.flash import triton_kernel as tk
+
+    cfg = {name: tk._as_config(entries[min(index, len(entries) - 1)])
+           for name, entries in tk.AUTOTUNE_CONFIGS.items()}
+    torch.manual_seed(index)
+    q, k, v, do = (torch.randn(2, 3, 333, 64, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+    o, lse = tk.attn_forward(q, k, v, causal, 0.125, config=cfg)
+    ours = (o, *tk.attn_backward(q, k, v, o, lse, do, causal, 0.125, config=cfg))
+    sdpa = _grads(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal), q, k, v, do)
+    ref = _grads(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
+                 *(t.double() for t in (q, k, v, do)))
+    for name, got, s, r in zip(("out", "dq", "dk", "dv"), ours, sdpa, ref):
+        err, err_sdpa = _max_err(got, r), _max_err(s, r)
+        assert err <= 2 * err_sdpa + 1e-2, f"{name} with {cfg}: error {err:.3g} vs SDPA's {err_sdpa:.3g}"
+
+
+def test_autotuner_records_its_choice():
+    from attnkit.flash import triton_kernel as tk
+
+    q, k, v = (torch.randn(1, 2, 512, 64, device="cuda", dtype=torch.float16, requires_grad=True) for _ in range(3))
+    flash_attention(q, k, v, causal=True).sum().backward()
+    chosen = tk.tuned_configs()
+    assert set(chosen) == {"fwd", "dkdv", "dq"}
+    assert all("BLOCK_M" in c for per_kernel in chosen.values() for c in per_kernel.values())

@@ -54,12 +54,25 @@ def test_interpreted_kernel_forward_and_backward(n, d, causal, dtype):
     torch.testing.assert_close(lse.double(), ref_lse, rtol=1e-5, atol=1e-5)
 
 
+TILES = {  # (BLOCK_M, BLOCK_N) per kernel: tall, wide and square tiles
+    "tall": {"fwd": {"BLOCK_M": 32, "BLOCK_N": 16}, "dkdv": {"BLOCK_M": 16, "BLOCK_N": 32},
+             "dq": {"BLOCK_M": 32, "BLOCK_N": 16}},
+    "wide": {"fwd": {"BLOCK_M": 16, "BLOCK_N": 32}, "dkdv": {"BLOCK_M": 32, "BLOCK_N": 16},
+             "dq": {"BLOCK_M": 16, "BLOCK_N": 32}},
+    "square": {"fwd": {"BLOCK_M": 32, "BLOCK_N": 32}, "dkdv": {"BLOCK_M": 32, "BLOCK_N": 32},
+               "dq": {"BLOCK_M": 32, "BLOCK_N": 32}},
+}
+
+
+@pytest.mark.parametrize("tiles", TILES)
+@pytest.mark.parametrize("n", [45, 64, 80])   # ragged, whole tiles, whole 16-tiles but ragged 32-tiles
 @pytest.mark.parametrize("causal", [False, True])
-def test_uneven_tiles_and_custom_scale(causal):
-    """Tiles of different heights (32 x 16, 16 x 32) and a non-default softmax scale."""
-    q, k, v, do = (torch.randn(1, 1, 45, 16) for _ in range(4))
-    cfg = {"fwd": {"BLOCK_M": 32, "BLOCK_N": 16}, "dkdv": {"BLOCK_M": 16, "BLOCK_N": 32},
-           "dq": {"BLOCK_M": 32, "BLOCK_N": 16}}
+def test_tile_shapes_and_custom_scale(causal, n, tiles):
+    """Every split of the loops (unmasked tiles, diagonal tiles, ragged tail) for tiles of different
+    heights, with a non-default softmax scale."""
+    torch.manual_seed(n)
+    q, k, v, do = (torch.randn(1, 1, n, 16) for _ in range(4))
+    cfg = TILES[tiles]
     o, lse = tk.attn_forward(q, k, v, causal, 0.2, interpret=True, config=cfg)
     grads = tk.attn_backward(q, k, v, o, lse, do, causal, 0.2, interpret=True, config=cfg)
     ref_out, ref_lse, *ref_grads = _reference(q, k, v, do, causal, scale=0.2)
@@ -80,21 +93,36 @@ def test_interpreter_agrees_with_the_numpy_reference_and_restores_triton():
     assert isinstance(triton.language.max, JITFunction) or not isinstance(tk._attn_fwd, JITFunction)
 
 
-@pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")
-def test_kernels_compile_for_an_h100_without_one():
-    """Triton's compiler and its bundled ptxas build the GPU code here: the largest configuration
-    (d = 128, bfloat16, causal, ragged) must fit an H100's shared memory and use its tensor cores."""
+def _compile_or_skip(**kwargs):
     try:
-        compiled = tk.compile_for_gpu(d=128, dtype=torch.bfloat16, causal=True, arch=90, even=False)
+        return tk.compile_for_gpu(**kwargs)
     except RuntimeError as err:
         if "Triton >= 3.3" in str(err) or "TRITON_INTERPRET" in str(err):
             pytest.skip(str(err))
         raise
-    assert set(compiled) == {"fwd", "dkdv", "dq"}
-    for name, info in compiled.items():
-        assert 0 < info["shared_bytes"] <= 227 * 1024, name      # an H100 block may use up to 227 KB
-        assert "wgmma.mma_async" in info["ptx"], name            # tl.dot -> Hopper tensor-core instructions
-        assert "cp.async" in info["ptx"], name                   # loads pipelined asynchronously
+
+
+@pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")
+@pytest.mark.parametrize(("name", "entry"), [(name, e) for name, entries in tk.AUTOTUNE_CONFIGS.items()
+                                            for e in entries])
+def test_every_autotune_config_compiles_for_an_h100_without_one(name, entry):
+    """Triton's compiler and its bundled ptxas build the GPU code here. Every configuration the
+    autotuner may pick must, for the largest case (d = 128, bfloat16, causal, ragged N), fit an
+    H100's shared memory, use its tensor cores, pipeline its loads and spill no registers."""
+    cfg = {name: tk._as_config(entry)}
+    info = _compile_or_skip(d=128, dtype=torch.bfloat16, causal=True, arch=90, even=False, kernels=(name,),
+                            config=cfg)[name]
+    assert 0 < info["shared_bytes"] <= 227 * 1024            # an H100 block may use up to 227 KB
+    assert "wgmma.mma_async" in info["ptx"]                  # tl.dot -> Hopper tensor-core instructions
+    assert "cp.async" in info["ptx"]                         # loads pipelined asynchronously
+    assert ".local" not in info["ptx"]                       # no register spills to local memory
+
+
+def test_default_configs_are_autotune_entries():
+    for d, dtype in ((64, torch.float16), (128, torch.bfloat16), (128, torch.float32)):
+        for name, cfg in tk.kernel_config(d, dtype, interpret=False).items():
+            entry = (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_warps"], cfg["num_stages"])
+            assert entry in tk.AUTOTUNE_CONFIGS[name], (d, dtype, name)
 
 
 # ---------------------------------------------------------------- errors: clear messages, never a crash in Triton

@@ -145,6 +145,7 @@ def measure(impl: str, n: int, d: int, causal: bool, mode: str, batch_heads: int
             def run() -> object:
                 return out.backward(do, retain_graph=True)
             grads = [q, k, v]
+        run()  # warm-up outside the memory count: compilation, and the autotuner's trials for attnkit
         row["peak_mib"] = _peak_mb(run, device)
         row["ms"] = time_ms(run, device, reps, grads)
         row["tflops"] = attention_flops(batch_heads, n, d, causal, mode) / (row["ms"] * 1e-3) / 1e12
@@ -331,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
                             mem = f"{row['peak_mib']:9.1f}" if row["peak_mib"] is not None else f"{'-':>9}"
                             print(f"{impl:>15} {mode:>4} {d:>4} {causal!s:>6} {n:>6} {row['ms']:10.3f} "
                                   f"{row['tflops']:8.3g} {mem}")
+    if device == "cuda" and "attnkit" in impls:  # which tiles the autotuner chose, per shape
+        from attnkit.flash.triton_kernel import tuned_configs
+
+        result["autotuned"] = tuned_configs()
     # the targets are about a GPU: an interpreter run only exercises the harness
     result["targets"] = targets(result) if device == "cuda" else []
     print("\n".join(result["targets"]) or "(CPU smoke run: the GPU targets are not checked)")
