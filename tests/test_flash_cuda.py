@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnkit.flash.api import flash_attention, flash_attention_forward
+from attnkit.flash.api import flash_attention, flash_attention_forward, interpreter_available
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 pytest.importorskip("triton")
@@ -63,6 +63,8 @@ def test_lse_and_interpreter_agree_with_compiled():
     s = (q.double() @ k.double().transpose(-1, -2)) / 32 ** 0.5
     s = s.masked_fill(~torch.ones(70, 70, dtype=torch.bool, device="cuda").tril(), float("-inf"))
     torch.testing.assert_close(lse.double(), torch.logsumexp(s, -1), rtol=1e-3, atol=1e-3)
+    if not interpreter_available():
+        pytest.skip("this Triton's interpreter is too old for backend='interpret'")
     cpu = flash_attention(q.cpu(), k.cpu(), v.cpu(), causal=True, backend="interpret")
     torch.testing.assert_close(out.cpu().float(), cpu.float(), rtol=2e-3, atol=2e-3)
 

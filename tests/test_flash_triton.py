@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnkit.flash.api import flash_attention, flash_attention_forward
+from attnkit.flash.api import MIN_TRITON_INTERPRETER, flash_attention, flash_attention_forward, interpreter_available
 
 triton = pytest.importorskip("triton")
 tk = pytest.importorskip("attnkit.flash.triton_kernel")
+needs_interpreter = pytest.mark.skipif(not interpreter_available(),
+                                       reason=f"needs Triton >= {MIN_TRITON_INTERPRETER} for backend='interpret'")
 
 
 def _reference(q, k, v, do, causal, scale=None):
@@ -27,6 +29,7 @@ def _reference(q, k, v, do, causal, scale=None):
 TOL = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 5e-2}
 
 
+@needs_interpreter
 @pytest.mark.parametrize(("n", "d", "causal", "dtype"), [
     (16, 16, False, torch.float32),      # one exact tile
     (37, 16, False, torch.float32),      # ragged last tile
@@ -64,6 +67,7 @@ TILES = {  # (BLOCK_M, BLOCK_N) per kernel: tall, wide and square tiles
 }
 
 
+@needs_interpreter
 @pytest.mark.parametrize("tiles", TILES)
 @pytest.mark.parametrize("n", [45, 64, 80])   # ragged, whole tiles, whole 16-tiles but ragged 32-tiles
 @pytest.mark.parametrize("causal", [False, True])
@@ -82,15 +86,19 @@ def test_tile_shapes_and_custom_scale(causal, n, tiles):
         torch.testing.assert_close(got.double(), ref, rtol=2e-5, atol=4e-5)
 
 
+@needs_interpreter
 def test_interpreter_agrees_with_the_numpy_reference_and_restores_triton():
-    from triton.runtime.jit import JITFunction
-
+    """An interpreted launch leaves triton.language as it found it, so compiled launches still work after."""
+    tl = triton.language
+    spaces = (tl, tl.core, tl.math, tl.core.tensor, tk)
+    before = [dict(vars(space)) for space in spaces]
     q, k, v = (torch.randn(2, 1, 24, 16) for _ in range(3))
     a = flash_attention(q, k, v, causal=True, backend="interpret")
     b = flash_attention(q, k, v, causal=True, backend="reference")
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    # the interpreter swapped triton.language's helpers only for the launch
-    assert isinstance(triton.language.max, JITFunction) or not isinstance(tk._attn_fwd, JITFunction)
+    for space, saved in zip(spaces, before):
+        changed = [name for name, obj in saved.items() if vars(space).get(name) is not obj]
+        assert not changed, (space, changed)
 
 
 def _compile_or_skip(**kwargs):
@@ -151,6 +159,15 @@ def _ok(shape=(1, 2, 8, 16), dtype=torch.float32):
 def test_bad_inputs_raise_clear_errors(make, exc, match, backend):
     with pytest.raises(exc, match=match):
         flash_attention(*make(), backend=backend)
+
+
+def test_an_old_triton_interpreter_is_refused(monkeypatch):
+    """Triton 3.0 and 3.1 interpret these kernels to wrong numbers: a clear error instead."""
+    monkeypatch.setattr(triton, "__version__", "3.1.0")
+    with pytest.raises(RuntimeError, match=r"Triton >= 3\.2.*3\.1\.0.*backend='reference'"):
+        flash_attention(*_ok(), backend="interpret")
+    monkeypatch.setattr(triton, "__version__", "3.2.0")
+    assert flash_attention(*_ok(), backend="interpret").shape == (1, 2, 8, 16)
 
 
 def test_bad_options_raise_clear_errors():

@@ -12,7 +12,9 @@ from attnkit.flash.api import (
     FlashAttentionFunction,
     flash_attention,
     flash_attention_forward,
+    interpreter_available,
     triton_available,
+    triton_version,
 )
 from attnkit.flash.online_softmax import (
     ByteCounter,
@@ -35,8 +37,10 @@ __all__ = [
     "flash_backward_np",
     "flash_forward_np",
     "hbm_traffic",
+    "interpreter_available",
     "online_softmax",
     "online_softmax_stats",
     "sram_bytes",
     "triton_available",
+    "triton_version",
 ]

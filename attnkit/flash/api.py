@@ -25,18 +25,37 @@ import torch
 from attnkit._checks import check_positive, check_same_dtype_device, check_tensor, shape_str
 from attnkit.flash.online_softmax import flash_backward_np, flash_forward_np
 
-__all__ = ["BACKENDS", "DTYPES", "HEAD_DIMS", "FlashAttentionFunction", "flash_attention", "flash_attention_forward",
-           "triton_available"]
+__all__ = ["BACKENDS", "DTYPES", "HEAD_DIMS", "MIN_TRITON_INTERPRETER", "FlashAttentionFunction", "flash_attention",
+           "flash_attention_forward", "interpreter_available", "triton_available", "triton_version"]
 
 BACKENDS = ("auto", "triton", "interpret", "reference")
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_BATCH_HEADS = 65535  # the kernels put batch*heads on the second grid axis
+# The interpreters of Triton 3.0 and 3.1 run these kernels to wrong results (outputs off by up to
+# 1e35, measured); 3.2 to 3.9 match float64.
+MIN_TRITON_INTERPRETER = (3, 2)
 
 
 def triton_available() -> bool:
     """Whether the ``triton`` package can be imported (Linux only)."""
     return importlib.util.find_spec("triton") is not None
+
+
+def triton_version() -> tuple[int, int] | None:
+    """``(major, minor)`` of the installed Triton, or ``None`` where it is not installed."""
+    if not triton_available():
+        return None
+    import triton
+
+    major, minor = triton.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def interpreter_available() -> bool:
+    """Whether ``backend="interpret"`` can run here: Triton >= ``MIN_TRITON_INTERPRETER`` is installed."""
+    version = triton_version()
+    return version is not None and version >= MIN_TRITON_INTERPRETER
 
 
 def _kernels():
@@ -89,6 +108,13 @@ def _resolve(backend: str, device: torch.device) -> str:
                          "Use backend='interpret' to run the same kernel on the CPU, or backend='reference'")
     if backend in ("triton", "interpret") and not triton_available():
         raise RuntimeError(f"backend={backend!r} needs the triton package (Linux only); use backend='reference'")
+    if backend == "interpret" and not interpreter_available():
+        import triton
+
+        need = ".".join(map(str, MIN_TRITON_INTERPRETER))
+        raise RuntimeError(f"backend='interpret' needs Triton >= {need}, whose interpreter runs these kernels "
+                           f"correctly; this is Triton {triton.__version__}. Upgrade triton or use "
+                           "backend='reference'")
     return backend
 
 

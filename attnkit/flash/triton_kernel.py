@@ -26,8 +26,8 @@ needed. NumPy has no bfloat16, so the interpreter's ``tl.dot`` cannot multiply b
 blocks: ``attnkit.flash.api`` runs bfloat16 inputs through the interpreter in float32.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: the interpreters of Triton < 3.7 find the
+# ``tl.constexpr`` parameters by their annotation objects, and string annotations hide them.
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -268,27 +268,56 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, N, qk_scale, sm_scale,
 # launching: compiled on CUDA (autotuned), or through the interpreter on CPU
 
 
+def _index(self: object) -> int:
+    # a scalar is a 1-element array in the interpreter; int() of a 1-D array is an error in NumPy >= 2.4
+    return int(self.handle.data.reshape(-1)[0])
+
+
 @contextlib.contextmanager
 def _interpreter_language() -> Iterator[None]:
-    """Make the jit helpers the kernels call (``tl.max``, ``tl.sum``, ``_fwd_tiles``...) interpretable.
+    """Run one interpreted launch without leaving a trace on ``triton.language``.
 
-    With ``TRITON_INTERPRET=1`` at import they already are; otherwise they are compiled-only
-    ``JITFunction`` objects that refuse to be called from Python. Swap in interpreted
-    versions (in ``triton.language`` and in this module) for the duration of one launch and
-    put the originals back afterwards.
+    1. Make the jit helpers the kernels call (``tl.max``, ``tl.sum``, ``_fwd_tiles``...)
+       interpretable. With ``TRITON_INTERPRET=1`` at import they already are; otherwise they are
+       compiled-only ``JITFunction`` objects that refuse to be called from Python: swap in
+       interpreted versions, in ``triton.language`` and in this module.
+    2. The interpreter patches ``triton.language`` while it runs, and the versions before
+       Triton 3.7 leave some of those patches behind when a kernel calls a helper, which breaks
+       the next *compiled* launch in the same process: snapshot the namespaces it touches and
+       restore them afterwards.
+    3. Those versions also turn loop bounds into ints in a way NumPy >= 2.4 rejects: their
+       ``tensor.__index__`` is replaced by one that works with any NumPy.
     """
+    from triton.runtime import interpreter
     from triton.runtime.interpreter import InterpretedFunction
 
-    spaces = (tl, sys.modules[__name__])
-    saved = [(space, name, obj) for space in spaces for name, obj in vars(space).items()
-             if isinstance(obj, JITFunction)]
+    this = sys.modules[__name__]
+    before = [(space, dict(vars(space))) for space in (tl, tl.core, tl.math, tl.core.tensor, this)]
+    patch_tensor = interpreter._patch_lang_tensor
+
+    def _patch_lang_tensor(tensor: type, *scope: object) -> None:
+        patch_tensor(tensor, *scope)
+        if scope:
+            scope[0].set_attr(tensor, "__index__", _index)
+        else:
+            tensor.__index__ = _index
+
     try:
-        for space, name, obj in saved:
-            setattr(space, name, InterpretedFunction(obj.fn))
+        for space in (tl, this):
+            for name, obj in list(vars(space).items()):
+                if isinstance(obj, JITFunction):
+                    setattr(space, name, InterpretedFunction(obj.fn))
+        interpreter._patch_lang_tensor = _patch_lang_tensor
         yield
     finally:
-        for space, name, obj in saved:
-            setattr(space, name, obj)
+        interpreter._patch_lang_tensor = patch_tensor
+        for space, saved in before:
+            # names the interpreter added to this module (its rewritten kernels use them) stay
+            for name in set(vars(space)) - set(saved) if space is not this else ():
+                delattr(space, name)
+            for name, obj in saved.items():
+                if vars(space).get(name) is not obj:
+                    setattr(space, name, obj)
 
 
 _INTERPRETED: dict[str, object] = {}
