@@ -98,9 +98,9 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
 
 def check_int(name: str, value: object, *, minimum: int = 0) -> int:
     """An int (not a bool) ``>= minimum``; the message says "non-negative" or "positive" for 0 and 1."""
-    kind = {0: "non-negative int", 1: "positive int"}.get(minimum, f"int >= {minimum}")
+    kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a {kind}; got {type(value).__name__}")
+        raise TypeError(f"{name} must be {kind}; got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be a {kind}; got {value}")
+        raise ValueError(f"{name} must be {kind}; got {value}")
     return value

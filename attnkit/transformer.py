@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit._checks import check_int, check_positive, check_tensor, shape_str
 from attnkit.core import attend, attention_scores
 from attnkit.masks import causal_mask
 from attnkit.mha import MultiHeadAttention
@@ -34,12 +34,6 @@ from attnkit.scores import scaled_dot_score
 
 POSITIONS = ("sinusoidal", "learned", "rotary", "none")
 """The kinds of position information ``TinyTransformer`` accepts."""
-
-
-def _check_int(name: str, n: object, minimum: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {n!r}")
-    return n
 
 
 # ---- positions --------------------------------------------------------------------------------
@@ -56,8 +50,8 @@ def sinusoidal_positions(length: int, d_model: int, *, base: float = 10000.0,
     Each pair of columns is a clock of its own frequency; ``pe[pos + k]`` is a rotation of
     ``pe[pos]`` by an angle that depends only on ``k``. An odd ``d_model`` drops the last cosine.
     """
-    _check_int("length", length, 0)
-    _check_int("d_model", d_model)
+    check_int("length", length, minimum=0)
+    check_int("d_model", d_model, minimum=1)
     check_positive("base", base)
     pos = torch.arange(length, dtype=torch.float64)[:, None]  # (L, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(E/2),)
@@ -74,7 +68,7 @@ class LearnedPositions(nn.Module):
 
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
-        self.max_len = _check_int("max_len", max_len)
+        self.max_len = check_int("max_len", max_len, minimum=1)
         self.table = nn.Parameter(torch.randn(max_len, d_model) * 0.1)  # (max_len, E)
 
     def forward(self, length: int) -> torch.Tensor:
@@ -141,7 +135,7 @@ def scaling_experiment(dims: Sequence[int], *, n_keys: int = 16, n_samples: int 
     if len(dims) == 0:
         raise ValueError("dims is empty: give at least one width d")
     for d in dims:
-        _check_int("every entry of dims", d)
+        check_int("every entry of dims", d, minimum=1)
     g = torch.Generator().manual_seed(seed)
     stats: dict[str, list[float]] = {f"{m}_{s}": [] for m in ("var", "max_weight", "grad") for s in ("dot", "scaled")}
     for d in dims:
@@ -273,7 +267,7 @@ class TransformerEncoder(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, n_layers: int = 1, *, norm: str = "pre",
                  dropout: float = 0.0, score: str | Callable = "scaled_dot") -> None:
         super().__init__()
-        _check_int("n_layers", n_layers)
+        check_int("n_layers", n_layers, minimum=1)
         self.layers = nn.ModuleList(EncoderBlock(d_model, n_heads, d_ff, norm=norm, dropout=dropout, score=score)
                                     for _ in range(n_layers))
         self.final = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
@@ -304,7 +298,7 @@ class TinyTransformer(nn.Module):
     def __init__(self, vocab_size: int, *, d_model: int = 32, n_heads: int = 2, d_ff: int = 64, n_layers: int = 1,
                  positions: str = "sinusoidal", norm: str = "pre", max_len: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
-        _check_int("vocab_size", vocab_size)
+        check_int("vocab_size", vocab_size, minimum=1)
         if positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}; got {positions!r}")
         self.vocab_size, self.bos, self.positions, self.max_len = vocab_size, vocab_size, positions, max_len
@@ -393,7 +387,7 @@ def train_steps(model: nn.Module, make_batch: Callable[[int], tuple],
     ``make_batch(step)`` returns a batch (any tuple), ``loss_fn(model, batch)`` a scalar
     tensor. Returns the loss of every step.
     """
-    _check_int("steps", steps)
+    check_int("steps", steps, minimum=1)
     check_positive("lr", lr)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

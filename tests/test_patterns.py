@@ -53,7 +53,7 @@ def test_corrupt() -> None:
 def test_bad_input() -> None:
     with pytest.raises(ValueError, match="periods"):
         tiled_textures(2, 8, periods=(9,))
-    with pytest.raises(TypeError, match="n must be an int"):
+    with pytest.raises(TypeError, match="n must be a positive int; got float"):
         tiled_textures(2.0)
     with pytest.raises(ValueError, match="size must be an int >= 12"):
         shapes_dataset(4, size=10, stamp=6)

@@ -60,7 +60,7 @@ def test_relational_answers_by_explicit_loops() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="n must be an int >= 1"):
+    with pytest.raises(ValueError, match="n must be a positive int; got 0"):
         reversal_task(0)
     with pytest.raises(ValueError, match="vocab_size must be an int >= 2"):
         sorting_task(3, 4, 1)

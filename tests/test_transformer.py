@@ -53,9 +53,13 @@ def test_sinusoidal_dot_products_depend_on_the_offset_only() -> None:
         torch.testing.assert_close(diag, torch.full_like(diag, diag[0].item()))
 
 
-@pytest.mark.parametrize("bad", [(-1, 4), (3, 0), (2.5, 4)])
-def test_sinusoidal_bad_sizes(bad: tuple) -> None:
-    with pytest.raises(ValueError, match="must be an int"):
+@pytest.mark.parametrize(("bad", "err", "words"), [
+    ((-1, 4), ValueError, "length must be a non-negative int; got -1"),
+    ((3, 0), ValueError, "d_model must be a positive int; got 0"),
+    ((2.5, 4), TypeError, "length must be a non-negative int; got float"),
+])
+def test_sinusoidal_bad_sizes(bad: tuple, err: type, words: str) -> None:
+    with pytest.raises(err, match=words):
         sinusoidal_positions(*bad)
 
 
@@ -271,7 +275,7 @@ def test_short_training_run_reduces_the_loss() -> None:
 
 def test_train_steps_rejects_bad_arguments() -> None:
     model = nn.Linear(2, 1)
-    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+    with pytest.raises(ValueError, match="steps must be a positive int; got 0"):
         train_steps(model, lambda s: None, lambda m, b: torch.zeros(()), steps=0)
     with pytest.raises(ValueError, match="loss_fn must return a scalar"):
         train_steps(model, lambda s: torch.randn(3, 2), lambda m, b: m(b), steps=1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from attnkit._checks import check_positive
+from attnkit._checks import check_int, check_positive
 
 SHAPES = ("square", "cross", "ring", "bar")
 """Class names of ``shapes_dataset``, in label order."""
@@ -39,14 +39,6 @@ _FONT = {  # 3 x 5 bitmap font: one string of 3 characters per row
 }
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value}")
-    return value
-
-
 def tiled_textures(n: int, size: int = 16, *, periods: tuple[int, ...] = (3, 4, 5), noise: float = 0.5,
                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy periodic textures: returns ``(noisy, clean)``, both ``(n, 1, size, size)``.
@@ -55,8 +47,8 @@ def tiled_textures(n: int, size: int = 16, *, periods: tuple[int, ...] = (3, 4, 
     0 or 1) with a random offset; ``noisy = clean + noise * N(0, 1)``. A pixel's value appears
     about ``(size / p)^2`` times in the image, so averaging its repeats removes most of the noise.
     """
-    _check_int("n", n, 1)
-    _check_int("size", size, 2)
+    check_int("n", n, minimum=1)
+    check_int("size", size, minimum=2)
     check_positive("noise", noise, allow_zero=True)
     if not periods or any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= size for p in periods):
         raise ValueError(f"periods must be a non-empty tuple of ints in [1, size={size}]; got {periods!r}")
@@ -96,9 +88,9 @@ def shapes_dataset(n: int, size: int = 16, *, stamp: int = 6, noise: float = 0.2
     random position inside one of the four quadrants (``QUADRANTS``), plus Gaussian noise of
     standard deviation ``noise``. Labels are ``int64``.
     """
-    _check_int("n", n, 1)
-    _check_int("stamp", stamp, 3)
-    _check_int("size", size, 2 * stamp)
+    check_int("n", n, minimum=1)
+    check_int("stamp", stamp, minimum=3)
+    check_int("size", size, minimum=2 * stamp)
     check_positive("noise", noise, allow_zero=True)
     g = torch.Generator().manual_seed(seed)
     shape = torch.randint(len(SHAPES), (n,), generator=g)
@@ -121,7 +113,7 @@ def digit_glyphs(scale: int = 2) -> torch.Tensor:
     ``+1`` is ink, ``-1`` background. The digits share many pixels (8 and 0 differ in one), so
     they are strongly correlated patterns: hard for the classical Hopfield network.
     """
-    _check_int("scale", scale, 1)
+    check_int("scale", scale, minimum=1)
     rows = [[[1.0 if ch == "#" else -1.0 for ch in line] for line in _FONT[d]] for d in range(10)]
     glyphs = torch.tensor(rows)  # (10, 5, 3)
     return glyphs.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)  # (10, 5s, 3s)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from attnkit._checks import check_int
+
 
 def _generator(seed: int | torch.Generator) -> torch.Generator:
     if isinstance(seed, torch.Generator):
@@ -22,12 +24,6 @@ def _generator(seed: int | torch.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _check_int(name: str, n: object, minimum: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {n!r}")
-    return n
-
-
 def reversal_task(n: int, length: int = 8, vocab_size: int = 10, *,
                   seed: int | torch.Generator = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random token sequences and their reversals: ``(src, tgt)``, both ``(n, length)`` long.
@@ -35,9 +31,9 @@ def reversal_task(n: int, length: int = 8, vocab_size: int = 10, *,
     ``tgt[b, t] = src[b, length - 1 - t]``: output position ``t`` must look at input position
     ``length - 1 - t``, so the task needs attention by position.
     """
-    _check_int("n", n)
-    _check_int("length", length)
-    _check_int("vocab_size", vocab_size, 2)
+    check_int("n", n, minimum=1)
+    check_int("length", length, minimum=1)
+    check_int("vocab_size", vocab_size, minimum=2)
     src = torch.randint(0, vocab_size, (n, length), generator=_generator(seed))  # (n, L)
     return src, src.flip(1)
 
@@ -45,9 +41,9 @@ def reversal_task(n: int, length: int = 8, vocab_size: int = 10, *,
 def sorting_task(n: int, length: int = 8, vocab_size: int = 10, *,
                  seed: int | torch.Generator = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random token sequences and their sorted versions: ``(src, tgt)``, both ``(n, length)`` long."""
-    _check_int("n", n)
-    _check_int("length", length)
-    _check_int("vocab_size", vocab_size, 2)
+    check_int("n", n, minimum=1)
+    check_int("length", length, minimum=1)
+    check_int("vocab_size", vocab_size, minimum=2)
     src = torch.randint(0, vocab_size, (n, length), generator=_generator(seed))  # (n, L)
     return src, src.sort(dim=1).values
 
@@ -60,9 +56,9 @@ def set_max_task(n: int, min_size: int = 2, max_size: int = 10, *,
     long (the set sizes, between ``min_size`` and ``max_size``) and ``y: (n,)`` the maximum of
     each set. Use ``attnkit.padding_mask(lengths, max_size)`` to mark the real elements.
     """
-    _check_int("n", n)
-    _check_int("min_size", min_size)
-    _check_int("max_size", max_size, min_size)
+    check_int("n", n, minimum=1)
+    check_int("min_size", min_size, minimum=1)
+    check_int("max_size", max_size, minimum=min_size)
     g = _generator(seed)
     lengths = torch.randint(min_size, max_size + 1, (n,), generator=g)  # (n,)
     x = torch.rand(n, max_size, generator=g)  # (n, N)
@@ -99,7 +95,7 @@ def relational_task(n: int, *, seed: int | torch.Generator = 0,
     Returns a dict with ``objects (n, 6, 10)``, ``questions (n, 9)``, ``answers (n,)`` long in
     ``0 .. 5`` and ``qtype (n,)`` long.
     """
-    _check_int("n", n)
+    check_int("n", n, minimum=1)
     if not question_types or any(t not in (0, 1, 2) for t in question_types):
         raise ValueError(f"question_types must be a non-empty tuple of 0, 1, 2; got {question_types!r}")
     g = _generator(seed)

@@ -26,15 +26,6 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, same_length:
         check_dim_match("q", q, -2, "k", k, -2, "this attention needs as many queries as keys (self-attention)")
 
 
-def check_int(name: str, value: object, *, minimum: int = 1) -> int:
-    """A Python int ``>= minimum`` (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return value
-
-
 def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
     """A generator from ``seed`` (or the one given); ``None`` uses the global RNG."""
     if seed is not None and generator is not None:

@@ -23,8 +23,9 @@ import math
 
 import torch
 
+from attnkit._checks import check_int
 from attnkit.core import attention_scores
-from attnkit.efficient._common import check_int, check_qkv
+from attnkit.efficient._common import check_qkv
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, key_chunk: int = 1024,
@@ -50,8 +51,8 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, key_
         key (only possible when ``causal`` and ``N = 0``) gets zeros.
     """
     check_qkv(q, k, v)
-    check_int("key_chunk", key_chunk)
-    check_int("query_chunk", query_chunk)
+    check_int("key_chunk", key_chunk, minimum=1)
+    check_int("query_chunk", query_chunk, minimum=1)
     L, N, d = q.shape[-2], k.shape[-2], q.shape[-1]
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     out = q.new_zeros(*q.shape[:-1], v.shape[-1])  # (..., L, dv)

@@ -12,14 +12,14 @@ import math
 
 import torch
 
-from attnkit.efficient._common import check_int
+from attnkit._checks import check_int
 
 
 def random_qkv(n: int, d: int = 64, *, seed: int = 0, dtype: torch.dtype = torch.float32,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """i.i.d. standard normal ``q, k, v`` of shape ``(n, d)`` each."""
-    check_int("n", n)
-    check_int("d", d)
+    check_int("n", n, minimum=1)
+    check_int("d", d, minimum=1)
     g = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(n, d, generator=g, dtype=dtype) for _ in range(3))
     return q, k, v
@@ -34,8 +34,8 @@ def smooth_sequence(n: int, d: int = 64, *, correlation: float = 0.98, sharpness
     (``correlation`` sets how slowly); keys carry a little independent noise so ``q != k``.
     Values are ``z`` itself.
     """
-    check_int("n", n)
-    check_int("d", d)
+    check_int("n", n, minimum=1)
+    check_int("d", d, minimum=1)
     if not 0 <= correlation < 1:
         raise ValueError(f"correlation must be in [0, 1); got {correlation}")
     g = torch.Generator().manual_seed(seed)

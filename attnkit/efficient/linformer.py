@@ -22,8 +22,9 @@ import math
 
 import torch
 
+from attnkit._checks import check_int
 from attnkit.core import attend
-from attnkit.efficient._common import check_int, check_qkv, make_generator
+from attnkit.efficient._common import check_qkv, make_generator
 
 PROJECTIONS = ("gaussian", "pool")
 
@@ -35,8 +36,8 @@ def linformer_projection(n: int, r: int, *, kind: str = "gaussian", seed: int | 
     ``"gaussian"``: entries $\mathcal N(0, 1/r)$, so $\mathbb E[E^\top E] = I$ (JL).
     ``"pool"``: row $t$ averages the $t$-th of $r$ (nearly) equal segments of the sequence.
     """
-    check_int("n", n)
-    check_int("r", r)
+    check_int("n", n, minimum=1)
+    check_int("r", r, minimum=1)
     if kind not in PROJECTIONS:
         raise ValueError(f"kind must be one of {PROJECTIONS}; got {kind!r}")
     if kind == "gaussian":

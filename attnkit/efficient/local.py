@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import torch
 
+from attnkit._checks import check_int
 from attnkit.core import attend
-from attnkit.efficient._common import check_int, check_qkv
+from attnkit.efficient._common import check_qkv
 
 
 def sliding_window_mask(L: int, window: int, *, causal: bool = False,
@@ -32,7 +33,7 @@ def sliding_window_mask(L: int, window: int, *, causal: bool = False,
     ``global_tokens`` (Longformer) are positions whose row and column are all ``True`` (before
     the causal cut).
     """
-    check_int("L", L)
+    check_int("L", L, minimum=1)
     check_int("window", window, minimum=0)
     i = torch.arange(L, device=device)
     mask = (i[:, None] - i[None, :]).abs() <= window  # (L, L) band
@@ -54,8 +55,8 @@ def fixed_sparse_mask(L: int, block: int, *, n_summary: int = 1, causal: bool = 
     ``n_summary`` positions of every block, $j \bmod \ell \ge \ell - c$; with ``causal`` only
     $j \le i$.
     """
-    check_int("L", L)
-    check_int("block", block)
+    check_int("L", L, minimum=1)
+    check_int("block", block, minimum=1)
     check_int("n_summary", n_summary, minimum=0)
     if n_summary > block:
         raise ValueError(f"n_summary must be <= block ({block}); got {n_summary}")
@@ -89,7 +90,7 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window
         ``(..., L, dv)``.
     """
     check_qkv(q, k, v, same_length=True)
-    check_int("window", window)
+    check_int("window", window, minimum=1)
     L, w = q.shape[-2], window
     n = -(-L // w)  # number of blocks
     pad = n * w - L

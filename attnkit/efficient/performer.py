@@ -35,8 +35,8 @@ import math
 
 import torch
 
-from attnkit._checks import check_tensor
-from attnkit.efficient._common import check_int, check_qkv, make_generator
+from attnkit._checks import check_int, check_tensor
+from attnkit.efficient._common import check_qkv, make_generator
 from attnkit.normalize import split_mask
 
 
@@ -48,8 +48,8 @@ def orthogonal_gaussian(m: int, d: int, *, orthogonal: bool = True, seed: int | 
     matrix), each row's length drawn independently as the norm of a fresh Gaussian vector
     ($\chi_d$); otherwise i.i.d. Gaussian rows.
     """
-    check_int("m", m)
-    check_int("d", d)
+    check_int("m", m, minimum=1)
+    check_int("d", d, minimum=1)
     g = make_generator(seed, generator)
     if not orthogonal:
         return torch.randn(m, d, generator=g, dtype=torch.float64).to(dtype)
@@ -123,7 +123,7 @@ def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, 
     ``phi_q: (..., L, m)``, ``phi_k: (..., N, m)``, ``v: (..., N, dv)`` -> ``(..., L, dv)``.
     """
     check_qkv(phi_q, phi_k, v, same_length=causal)
-    check_int("chunk", chunk)
+    check_int("chunk", chunk, minimum=1)
     if not causal:
         kv = phi_k.transpose(-2, -1) @ v  # phi(K)^T V: (..., m, dv)
         z = phi_k.sum(-2, keepdim=True)  # 1^T phi(K): (..., 1, m)

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import torch
 
-from attnkit._checks import check_tensor
+from attnkit._checks import check_int, check_tensor
 from attnkit.core import attention_scores
-from attnkit.efficient._common import check_int, check_qkv, make_generator
+from attnkit.efficient._common import check_qkv, make_generator
 
 SELF_SCORE = -1e5
 """Added to a token's score for itself (Reformer lets a token attend to itself only as a last resort)."""
@@ -41,15 +41,15 @@ SELF_SCORE = -1e5
 def random_rotations(d: int, n_buckets: int, n_rounds: int = 1, *, seed: int | None = None,
                      generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Gaussian random rotations ``(n_rounds, d, n_buckets // 2)`` for :func:`lsh_buckets`."""
-    check_int("d", d)
+    check_int("d", d, minimum=1)
     _check_buckets(n_buckets)
-    check_int("n_rounds", n_rounds)
+    check_int("n_rounds", n_rounds, minimum=1)
     g = make_generator(seed, generator)
     return torch.randn(n_rounds, d, max(n_buckets // 2, 1), generator=g, dtype=torch.float64).to(dtype)
 
 
 def _check_buckets(n_buckets: int) -> None:
-    check_int("n_buckets", n_buckets)
+    check_int("n_buckets", n_buckets, minimum=1)
     if n_buckets > 1 and n_buckets % 2:
         raise ValueError(f"n_buckets must be 1 or even (h(x) = argmax [xR; -xR]); got {n_buckets}")
 
@@ -100,7 +100,7 @@ def lsh_attention_mask(buckets: torch.Tensor, chunk_size: int, *, causal: bool =
     ``buckets: (R, ..., L)`` from :func:`lsh_buckets`. Quadratic memory: for checks and figures.
     """
     R, L = buckets.shape[0], buckets.shape[-1]
-    check_int("chunk_size", chunk_size)
+    check_int("chunk_size", chunk_size, minimum=1)
     batch = buckets.shape[1:-1]
     _, chunk = _sort_chunks(buckets.reshape(R, -1, L), chunk_size)  # (R, B, L)
     n = -(-L // chunk_size)
@@ -141,8 +141,8 @@ def lsh_attention(qk: torch.Tensor, v: torch.Tensor, *, n_buckets: int = 8, n_ro
     """
     check_qkv(qk, qk, v)
     _check_buckets(n_buckets)
-    check_int("n_rounds", n_rounds)
-    check_int("chunk_size", chunk_size)
+    check_int("n_rounds", n_rounds, minimum=1)
+    check_int("chunk_size", chunk_size, minimum=1)
     L, d, dv = qk.shape[-2], qk.shape[-1], v.shape[-1]
     if L % chunk_size:
         raise ValueError(f"chunk_size must divide the sequence length; got chunk_size={chunk_size}, L={L} "
