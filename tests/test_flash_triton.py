@@ -101,6 +101,35 @@ def test_interpreter_agrees_with_the_numpy_reference_and_restores_triton():
         assert not changed, (space, changed)
 
 
+@needs_interpreter
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_gpu_launch_path_runs_under_the_interpreter(monkeypatch, causal):
+    """The code path a CUDA tensor takes (``triton.autotune`` around each kernel, a grid computed
+    from the chosen tiles, the constants passed by name), with the kernels swapped for their
+    interpreted twins and one configuration each, so that no GPU is needed."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from attnkit.flash.api import triton_version
+
+    if triton_version() < (3, 3):
+        pytest.skip("Triton < 3.3 builds an autotuner only where a GPU driver is present")
+    tuners = {}
+    for name, kernel in tk._KERNELS.items():
+        bm, bn = {"fwd": (32, 16), "dkdv": (16, 32), "dq": (32, 16)}[name]
+        one = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=4, num_stages=2)
+        tuners[name] = triton.autotune(configs=[one], key=["N", "HEAD_DIM", "CAUSAL"])(InterpretedFunction(kernel.fn))
+    monkeypatch.setattr(tk, "_TUNERS", tuners)
+    q, k, v, do = (torch.randn(2, 2, 45, 16) for _ in range(4))
+    with tk._interpreter_language():
+        o, lse = tk.attn_forward(q, k, v, causal, 0.25)                  # interpret=False, config=None
+        grads = tk.attn_backward(q, k, v, o, lse, do, causal, 0.25)
+    ref_out, ref_lse, *ref_grads = _reference(q, k, v, do, causal, scale=0.25)
+    torch.testing.assert_close(o.double(), ref_out, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(lse.double(), ref_lse, rtol=1e-5, atol=1e-5)
+    for got, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(got.double(), ref, rtol=2e-5, atol=4e-5)
+
+
 def _compile_or_skip(**kwargs):
     try:
         return tk.compile_for_gpu(**kwargs)
