@@ -60,17 +60,17 @@ def _fwd_tiles(acc, l_i, m_i, q, K, V, base, offs_m, lo, hi, N, qk_scale,
         else:
             kT = tl.load(kT_ptrs)
             v = tl.load(v_ptrs)
-        # s = q k^T * scale * log2(e): (BLOCK_M, BLOCK_N)
-        s = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+        # raw scores q k^T: (BLOCK_M, BLOCK_N); in log2 units they are s * qk_scale (qk_scale = scale * log2 e)
+        s = tl.dot(q, kT, input_precision=PRECISION)
         if MASKED:
             keep = cols[None, :] < N
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= cols[None, :])
             s = tl.where(keep, s, float("-inf"))
         # -- update m_i and l_i: m_new = max(m_i, rowmax s); l_i = l_i * 2^(m_i - m_new) + rowsum p
-        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)    # scale the row max, not the whole tile
         alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
+        p = tl.exp2(s * qk_scale - m_new[:, None])          # one fused multiply-add per score
         l_i = l_i * alpha + tl.sum(p, 1)
         # -- rescale acc and add p v
         acc = acc * alpha[:, None]
