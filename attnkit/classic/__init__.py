@@ -1,4 +1,5 @@
-"""Part I: attention before deep learning (1950s to 2005).
+"""Part I: attention before deep learning (1950s to 2005). Chapters: *The cocktail party*,
+*Sigma-pi units*, *Fast weights*, *The bilateral filter*, *Non-local means*.
 
 - :mod:`attnkit.classic.cocktail`: selective listening; Broadbent's filter (hard weights) and
   Treisman's attenuator (soft weights); Sperling's partial report.

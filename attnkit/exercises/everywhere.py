@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 
 from attnkit.exercises._harness import Case, CheckResult, run_cases
-from attnkit.graph import gat_attention
-from attnkit.hopfield import hopfield_update
+from attnkit.transformers.gat import gat_attention
+from attnkit.transformers.hopfield import hopfield_update
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -16,7 +16,7 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def _alpha(Wh: torch.Tensor, adj: torch.Tensor, a_src: torch.Tensor, a_dst: torch.Tensor) -> torch.Tensor:
-    # the reference: one head through attnkit.graph.gat_attention with W = identity
+    # the reference: one head through attnkit.transformers.gat.gat_attention with W = identity
     eye = torch.eye(Wh.shape[-1], dtype=Wh.dtype)[None]  # (1, Fh, Fh)
     return gat_attention(Wh, adj, eye, a_src[None], a_dst[None])[1][0]  # (N, N)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from attnkit.exercises._harness import Case, CheckResult, run_cases
-from attnkit.selfattn import attention_penalty
+from attnkit.recurrent.self_attention import attention_penalty
 
 
 def _gen(seed: int) -> torch.Generator:

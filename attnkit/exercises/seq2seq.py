@@ -9,7 +9,7 @@ import torch
 from attnkit.core import attend
 from attnkit.exercises._harness import Case, CheckResult, compare, run_cases
 from attnkit.masks import key_mask, padding_mask
-from attnkit.seq2seq import local_mask
+from attnkit.recurrent.seq2seq import local_mask
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -9,7 +9,7 @@ import torch
 from attnkit.core import attend
 from attnkit.exercises._harness import Case, CheckResult, run_cases
 from attnkit.masks import causal_mask
-from attnkit.transformer import apply_rotary, sinusoidal_positions
+from attnkit.transformers.positions import apply_rotary, sinusoidal_positions
 
 
 def sinusoidal_cases() -> list[Case]:
@@ -29,7 +29,7 @@ def check_sinusoidal_positions(fn: Callable[[int, int], torch.Tensor], *, quiet:
     """Check a reader's ``fn(length, d_model) -> (length, d_model)`` sinusoidal position table.
 
     ``pe[pos, 2i] = sin(pos / 10000 ** (2i / d_model))``, ``pe[pos, 2i + 1] = cos(...)``, as in
-    ``attnkit.transformer.sinusoidal_positions`` (``d_model`` even in every case).
+    ``attnkit.transformers.positions.sinusoidal_positions`` (``d_model`` even in every case).
     """
     return run_cases(fn, sinusoidal_cases(), checker="check_sinusoidal_positions", quiet=quiet)
 
@@ -72,7 +72,7 @@ def rotary_cases() -> list[Case]:
 def check_rotary(fn: Callable[[torch.Tensor], torch.Tensor], *, quiet: bool = False) -> CheckResult:
     """Check a reader's rotary embedding ``fn(x: (..., L, d)) -> (..., L, d)`` (RoPE, interleaved pairs).
 
-    Compared with ``attnkit.transformer.apply_rotary``, plus a property: scores of rotated
+    Compared with ``attnkit.transformers.positions.apply_rotary``, plus a property: scores of rotated
     queries and keys depend on the offset ``m - n`` only.
     """
     return run_cases(fn, rotary_cases(), checker="check_rotary", quiet=quiet)

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit._checks import check_tensor, shape_str
-from attnkit._train import minibatch_adam
 from attnkit.mha import MultiHeadAttention
+from attnkit.transformers._train import minibatch_adam
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attnkit.graph import (
+from attnkit.transformers.gat import (
     GATLayer,
     GraphNet,
     UniformGraphLayer,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from attnkit._checks import check_tensor, shape_str
-from attnkit.transformer import TransformerEncoder
+from attnkit.transformers.blocks import TransformerEncoder
 
 
 def _mlp(d_in: int, hidden: int, d_out: int, layers: int = 2) -> nn.Sequential:
@@ -97,7 +97,7 @@ class AttentionReasoner(nn.Module):
     """Self-attention over the objects plus a question token; the answer is read at that token.
 
     ``forward(objects (B, N, Do), questions (B, Dq)) -> logits (B, A)``: a
-    ``attnkit.transformer.TransformerEncoder`` without positions, so it is invariant to
+    ``attnkit.transformers.blocks.TransformerEncoder`` without positions, so it is invariant to
     the order of the objects. ``self.encoder.layers[l].weights`` holds the maps ``(B, H, N+1, N+1)``.
     """
 

@@ -3,9 +3,8 @@ r"""The Transformer (Vaswani et al., 2017), small enough to train on a laptop CP
 Everything here is :class:`attnkit.MultiHeadAttention`, i.e. :func:`attnkit.attend` with the
 scaled dot-product score $q^\top k / \sqrt{d}$ and a softmax, plus what the paper adds around it:
 
-- **positions**: ``sinusoidal_positions`` (Vaswani et al., 2017), ``LearnedPositions``
-  (Gehring et al., 2017) and rotary embeddings ``apply_rotary`` / ``rotary_score``
-  (Su et al., 2021), the last one expressed as a score function for ``attend``;
+- **positions** come from :mod:`attnkit.transformers.positions`;
+- ``scaling_experiment``: why the score is divided by $\sqrt{d}$;
 - **blocks**: ``EncoderBlock`` (self-attention + feed-forward) and ``DecoderBlock``
   (causal self-attention + cross-attention + feed-forward), each with post-norm
   $x \leftarrow \mathrm{LN}(x + f(x))$ as in the paper or pre-norm
@@ -30,91 +29,7 @@ from attnkit.core import attend, attention_scores
 from attnkit.masks import causal_mask
 from attnkit.mha import MultiHeadAttention
 from attnkit.normalize import masked_softmax
-from attnkit.scores import scaled_dot_score
-
-POSITIONS = ("sinusoidal", "learned", "rotary", "none")
-"""The kinds of position information ``TinyTransformer`` accepts."""
-
-
-# ---- positions --------------------------------------------------------------------------------
-
-def sinusoidal_positions(length: int, d_model: int, *, base: float = 10000.0,
-                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    r"""The sinusoidal position table of Vaswani et al. (2017): ``(length, d_model)``.
-
-    Equivalent to::
-
-        pe[pos, 2i]     = sin(pos / base ** (2i / d_model))
-        pe[pos, 2i + 1] = cos(pos / base ** (2i / d_model))
-
-    Each pair of columns is a clock of its own frequency; ``pe[pos + k]`` is a rotation of
-    ``pe[pos]`` by an angle that depends only on ``k``. An odd ``d_model`` drops the last cosine.
-    """
-    check_int("length", length, minimum=0)
-    check_int("d_model", d_model, minimum=1)
-    check_positive("base", base)
-    pos = torch.arange(length, dtype=torch.float64)[:, None]  # (L, 1)
-    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(E/2),)
-    # omega_i = base^(-2i/d)
-    angle = pos * base ** (-two_i / d_model)  # (L, ceil(E/2))
-    pe = torch.zeros(length, d_model, dtype=torch.float64)
-    pe[:, 0::2] = torch.sin(angle)
-    pe[:, 1::2] = torch.cos(angle)[:, : d_model // 2]
-    return pe.to(dtype)
-
-
-class LearnedPositions(nn.Module):
-    """A learned position table (Gehring et al., 2017): ``forward(L) -> (L, E)``, ``L <= max_len``."""
-
-    def __init__(self, max_len: int, d_model: int) -> None:
-        super().__init__()
-        self.max_len = check_int("max_len", max_len, minimum=1)
-        self.table = nn.Parameter(torch.randn(max_len, d_model) * 0.1)  # (max_len, E)
-
-    def forward(self, length: int) -> torch.Tensor:
-        if length > self.max_len:
-            raise ValueError(f"length {length} exceeds the learned table's max_len={self.max_len}")
-        return self.table[:length]
-
-
-def apply_rotary(x: torch.Tensor, positions: torch.Tensor | None = None, *, base: float = 10000.0) -> torch.Tensor:
-    r"""Rotary position embedding (RoPE, Su et al., 2021) of ``x: (..., L, d)``, ``d`` even.
-
-    Equivalent to rotating each pair of coordinates of the vector at position ``m``::
-
-        theta_i = base ** (-2i / d)                           # i = 0 .. d/2 - 1
-        (x[2i], x[2i+1]) <- (x[2i] cos(m theta_i) - x[2i+1] sin(m theta_i),
-                             x[2i] sin(m theta_i) + x[2i+1] cos(m theta_i))
-
-    so that ``apply_rotary(q)[m] . apply_rotary(k)[n]`` depends on ``m - n`` only.
-    ``positions: (L,)`` defaults to ``0 .. L-1``. Returns a tensor of ``x``'s shape.
-    """
-    check_tensor("x", x, min_rank=2, shape="(..., L, d)")
-    L, d = x.shape[-2], x.shape[-1]
-    if d % 2:
-        raise ValueError(f"rotary embeddings rotate pairs of coordinates, so d must be even; got x: {shape_str(x)}")
-    if positions is None:
-        positions = torch.arange(L, device=x.device)
-    elif positions.shape != (L,):
-        raise ValueError(f"positions must be (L,) = ({L},); got shape {tuple(positions.shape)}")
-    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
-    angle = positions.to(torch.float64)[:, None] * theta  # m * theta_i: (L, d/2)
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-    x1, x2 = x[..., 0::2], x[..., 1::2]  # (..., L, d/2) each
-    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., L, d/2, 2)
-    return out.flatten(-2)  # (..., L, d)
-
-
-def rotary_score(q: torch.Tensor, k: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    r"""Scaled dot score of rotated queries and keys, a score function for :func:`attnkit.attend`.
-
-    Equivalent to ``scaled_dot_score(apply_rotary(q), apply_rotary(k))``: query ``m`` and key
-    ``n`` sit at positions ``0 .. Lq-1`` and ``0 .. Lk-1``. ``q: (..., Lq, d)``,
-    ``k: (..., Lk, d)`` -> ``(..., Lq, Lk)``. Pass it as ``attend(q, k, v, score=rotary_score)``
-    or ``MultiHeadAttention(E, H, score=rotary_score)``.
-    """
-    return scaled_dot_score(apply_rotary(q, base=base), apply_rotary(k, base=base))
-
+from attnkit.transformers.positions import POSITIONS, LearnedPositions, rotary_score, sinusoidal_positions
 
 # ---- why 1/sqrt(d) ----------------------------------------------------------------------------
 
@@ -436,20 +351,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = [
-    "POSITIONS",
     "DecoderBlock",
     "EncoderBlock",
     "FeedForward",
-    "LearnedPositions",
     "TinyTransformer",
     "TransformerEncoder",
-    "apply_rotary",
     "count_parameters",
-    "rotary_score",
     "scaling_experiment",
     "self_attention",
     "seq2seq_accuracy",
     "seq2seq_loss",
-    "sinusoidal_positions",
     "train_steps",
 ]

@@ -13,7 +13,7 @@ from attnkit.core import attend
 from attnkit.datasets.translation import build_vocabs, load_corpus, make_batch
 from attnkit.exercises.seq2seq import check_bahdanau_step, check_local_mask
 from attnkit.masks import padding_mask
-from attnkit.seq2seq import Seq2Seq, evaluate, local_mask, token_accuracy, train_seq2seq, translate
+from attnkit.recurrent.seq2seq import Seq2Seq, evaluate, local_mask, token_accuracy, train_seq2seq, translate
 
 PAIRS = load_corpus()
 SRC_V, TGT_V = build_vocabs(PAIRS)

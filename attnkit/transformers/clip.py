@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit._checks import check_positive, check_tensor, shape_str
-from attnkit._train import minibatch_adam
 from attnkit.core import attend
 from attnkit.datasets.patterns import QUADRANTS, SHAPES
+from attnkit.transformers._train import minibatch_adam
 
 VOCAB = (*SHAPES, "top", "bottom", "left", "right")
 """The caption vocabulary: the four shape names and the four position words."""

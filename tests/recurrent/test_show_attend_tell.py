@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnkit.datasets.shapes import make_shapes
-from attnkit.vision import (
+from attnkit.recurrent.show_attend_tell import (
     GridEncoder,
     ShowAttendTell,
     attention_on_object,

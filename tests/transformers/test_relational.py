@@ -1,4 +1,4 @@
-"""attnkit.relational: pairs against a loop, the RN formula, order invariance, errors, training."""
+"""attnkit.transformers.relational: pairs against a loop, the RN formula, order invariance, errors, training."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attnkit.datasets.sequences import relational_task
-from attnkit.relational import (
+from attnkit.transformers.blocks import train_steps
+from attnkit.transformers.relational import (
     AttentionReasoner,
     MLPReasoner,
     RelationNetwork,
@@ -16,7 +17,6 @@ from attnkit.relational import (
     object_pairs,
     reasoning_loss,
 )
-from attnkit.transformer import train_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

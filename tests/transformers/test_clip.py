@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from attnkit.clip import (
+from attnkit.datasets.patterns import shapes_dataset
+from attnkit.transformers.clip import (
     VOCAB,
     TinyCLIP,
     all_captions,
@@ -18,7 +19,6 @@ from attnkit.clip import (
     train_clip,
     zero_shot,
 )
-from attnkit.datasets.patterns import shapes_dataset
 
 
 def test_captions() -> None:

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from attnkit.datasets.patterns import tiled_textures
-from attnkit.nonlocal_block import Denoiser, NonLocalBlock, flatten_positions, nonlocal_attention, train_denoiser
+from attnkit.transformers.nonlocal_block import (
+    Denoiser,
+    NonLocalBlock,
+    flatten_positions,
+    nonlocal_attention,
+    train_denoiser,
+)
 
 
 def _loop_reference(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, mode: str) -> torch.Tensor:

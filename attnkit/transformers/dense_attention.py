@@ -26,7 +26,7 @@ import torch
 
 from attnkit._checks import check_tensor, shape_str
 from attnkit.core import attend
-from attnkit.nonlocal_block import flatten_positions
+from attnkit.transformers.nonlocal_block import flatten_positions
 
 
 def _check_map(name: str, x: torch.Tensor) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attnkit.datasets.patterns import shapes_dataset
-from attnkit.vit import TinyViT, accuracy, attention_rollout, cls_rollout_map, patchify, train_classifier
+from attnkit.transformers.vit import TinyViT, accuracy, attention_rollout, cls_rollout_map, patchify, train_classifier
 
 
 def test_patchify_matches_slicing() -> None:

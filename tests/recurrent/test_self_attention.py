@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attnkit.datasets.nli import VOCAB, make_nli
-from attnkit.selfattn import (
+from attnkit.recurrent.self_attention import (
     LSTMN,
     BagOfWords,
     DecomposableAttention,

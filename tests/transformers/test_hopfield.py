@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from attnkit import attend
 from attnkit.datasets.patterns import corrupt, digit_glyphs
 from attnkit.exercises.everywhere import check_hopfield_update
-from attnkit.hopfield import (
+from attnkit.transformers.hopfield import (
     classical_hopfield_update,
     effective_patterns,
     hopfield_energy,

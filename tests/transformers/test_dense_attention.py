@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attnkit.dense_attention import (
+from attnkit.transformers.dense_attention import (
     attention_cost,
     axial_attention,
     criss_cross_attention,

@@ -1,4 +1,4 @@
-"""attnkit.sets: MAB against torch.nn.MultiheadAttention, permutation symmetries, padding, training."""
+"""attnkit.transformers.sets: MAB against torch.nn.MultiheadAttention, permutation symmetries, padding, training."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from torch import nn
 
 from attnkit.datasets.sequences import set_max_task
 from attnkit.masks import padding_mask
-from attnkit.sets import ISAB, MAB, PMA, SAB, DeepSets, SetTransformer
-from attnkit.transformer import train_steps
+from attnkit.transformers.blocks import train_steps
+from attnkit.transformers.sets import ISAB, MAB, PMA, SAB, DeepSets, SetTransformer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
