@@ -2,11 +2,13 @@
 
 Every chapter draws attention weights with :func:`heatmap` so that the colour scale, the
 axis convention (queries down the rows, keys along the columns) and the labels agree.
+Every chapter's interactive is a :func:`frame_slider`: precomputed frames switched in the
+browser, so it works in the static book without a kernel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -90,3 +92,112 @@ def heatmaps(weights: Sequence[torch.Tensor | np.ndarray], titles: Sequence[str]
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+# ---- interactives that work without a kernel -------------------------------------------------
+
+def _figure_png(fig: plt.Figure, dpi: int) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _label(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def frame_slider(draw: Callable[..., plt.Figure | None], params: Mapping[str, Sequence[object]], *,
+                 initial: Mapping[str, object] | None = None, labels: Mapping[str, Sequence[str]] | None = None,
+                 dropdown: Sequence[str] = (), dpi: int = 72, description_width: str = "initial"):
+    """An interactive figure that works in the static book (no kernel) and in a notebook.
+
+    ``draw(**kwargs)`` draws one figure for one value of each parameter and returns it (or
+    draws into ``plt.gcf()``). Every combination of ``params`` (name -> the values to offer) is
+    rendered once, now, to a PNG; the controls switch between the frames in the browser
+    (``widgets.jslink`` from each control's ``index`` to a ``widgets.Stack``), so moving a
+    slider works offline in the built HTML as well as in a running notebook.
+
+    Equivalent, with a kernel, to ``ipywidgets.interact(draw, name=values, ...)`` restricted to
+    the listed values. Frames grow as the product of the value counts: keep it small (each
+    frame is a PNG of roughly 20-60 KB embedded in the page).
+
+    Args:
+        draw: ``draw(**{name: value})`` -> a matplotlib figure (closed after rendering).
+        params: parameter name -> the sequence of values, in slider order (at least one each).
+        initial: parameter name -> the value shown first (default: the first value).
+        labels: parameter name -> the readout text per value (default: the value, floats
+            with 3 significant digits). The readout shows the parameter, not a frame index.
+        dropdown: names of parameters shown as a drop-down menu instead of a slider.
+        dpi: resolution of the rendered frames.
+
+    Returns:
+        An ``ipywidgets.VBox`` of the controls above the frames; display it (last line of a cell).
+    """
+    import ipywidgets as widgets
+
+    if not callable(draw):
+        raise TypeError(f"draw must be a callable returning a figure; got {type(draw).__name__}")
+    if not isinstance(params, Mapping) or not params:
+        raise ValueError(f"params must be a non-empty mapping name -> values; got {params!r}")
+    names = list(params)
+    values = {n: list(params[n]) for n in names}
+    for n, vals in values.items():
+        if not vals:
+            raise ValueError(f"params[{n!r}] is empty: give at least one value")
+    initial = dict(initial or {})
+    labels = dict(labels or {})
+    for n in list(initial) + list(labels) + list(dropdown):
+        if n not in values:
+            raise ValueError(f"{n!r} is not one of the parameters {names}")
+    start = {}
+    for n in names:
+        if n in initial:
+            try:
+                start[n] = values[n].index(initial[n])
+            except ValueError:
+                raise ValueError(f"initial[{n!r}] = {initial[n]!r} is not one of params[{n!r}]") from None
+        else:
+            start[n] = 0
+    texts = {}
+    for n in names:
+        texts[n] = [str(t) for t in labels[n]] if n in labels else [_label(v) for v in values[n]]
+        if len(texts[n]) != len(values[n]):
+            raise ValueError(f"labels[{n!r}] has {len(texts[n])} entries for {len(values[n])} values")
+
+    def render(**kwargs: object) -> widgets.Image:
+        fig = draw(**kwargs)
+        fig = fig if fig is not None else plt.gcf()
+        return widgets.Image(value=_figure_png(fig, dpi), format="png")
+
+    controls = {}
+    for n in names:
+        options = list(zip(texts[n], range(len(values[n]))))
+        if n in dropdown:
+            controls[n] = widgets.Dropdown(options=options, index=start[n], description=n,
+                                           style={"description_width": description_width})
+        else:
+            controls[n] = widgets.SelectionSlider(options=options, index=start[n], description=n,
+                                                  continuous_update=True, readout=True,
+                                                  style={"description_width": description_width},
+                                                  layout=widgets.Layout(width="min(32rem, 100%)"))
+    links = []
+
+    def build(level: int, chosen: dict[str, object]) -> widgets.Widget:
+        # one nested Stack per parameter: the outer one switches on the first parameter, ...
+        if level == len(names):
+            return render(**chosen)
+        n = names[level]
+        children = [build(level + 1, {**chosen, n: v}) for v in values[n]]
+        stack = widgets.Stack(children, selected_index=start[n])
+        links.append(widgets.jslink((controls[n], "index"), (stack, "selected_index")))
+        return stack
+
+    frames = build(0, {})
+    box = widgets.VBox([*controls.values(), frames])
+    box._attnkit_links = links  # keep the links alive with the box
+    return box

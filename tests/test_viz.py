@@ -39,3 +39,56 @@ def test_heatmap_errors() -> None:
         heatmap(np.zeros((3, 4)), x_labels=["a", "b"])
     with pytest.raises(ValueError, match="weights is empty"):
         heatmaps([])
+
+
+# ---- frame_slider: interactives without a kernel -----------------------------------------------
+
+def _line(a: float, b: int = 1) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [b, a * b])
+    return fig
+
+
+def _frames(widget) -> list:
+    import ipywidgets as widgets
+
+    if isinstance(widget, widgets.Image):
+        return [widget]
+    return [img for child in widget.children for img in _frames(child)]
+
+
+def test_frame_slider_renders_every_combination_and_links_each_control() -> None:
+    import ipywidgets as widgets
+
+    from attnkit.viz import frame_slider
+
+    box = frame_slider(_line, {"a": [0.5, 1.0, 2.0], "b": [1, 2]}, initial={"a": 1.0}, dropdown=["b"])
+    a, b, stack = box.children
+    assert isinstance(a, widgets.SelectionSlider) and isinstance(b, widgets.Dropdown)
+    assert a.index == 1 and [o[0] for o in a.options] == ["0.5", "1", "2"]  # readout = the value
+    frames = _frames(stack)
+    assert len(frames) == 6 and all(f.value[:8] == b"\x89PNG\r\n\x1a\n" for f in frames)
+    assert len({f.value for f in frames}) == 6  # each combination is its own picture
+    # one link from a to the outer stack, one from b to each of the 3 inner stacks
+    links = box._attnkit_links
+    assert len(links) == 4
+    assert sum(link.source[0] is a for link in links) == 1 and sum(link.source[0] is b for link in links) == 3
+    assert stack.selected_index == 1 and stack.children[1].selected_index == 0
+    assert not plt.get_fignums()  # every frame's figure is closed
+
+
+def test_frame_slider_rejects_bad_input() -> None:
+    from attnkit.viz import frame_slider
+
+    with pytest.raises(TypeError, match="draw"):
+        frame_slider(None, {"a": [1]})
+    with pytest.raises(ValueError, match="params"):
+        frame_slider(_line, {})
+    with pytest.raises(ValueError, match=r"params\['a'\] is empty"):
+        frame_slider(_line, {"a": []})
+    with pytest.raises(ValueError, match="initial"):
+        frame_slider(_line, {"a": [1.0]}, initial={"a": 3.0})
+    with pytest.raises(ValueError, match="not one of the parameters"):
+        frame_slider(_line, {"a": [1.0]}, labels={"c": ["x"]})
+    with pytest.raises(ValueError, match="labels"):
+        frame_slider(_line, {"a": [1.0, 2.0]}, labels={"a": ["x"]})
