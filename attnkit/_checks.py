@@ -6,9 +6,40 @@ says what it got (shape, dtype, device), so a reader sees at once which tensor i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+_ARGUMENT_NAMES: ContextVar[dict[str, str] | None] = ContextVar("attnkit_argument_names", default=None)
+
+
+@contextmanager
+def argument_names(**names: str) -> Iterator[None]:
+    """Inside the block, errors of the core's checks name the caller's arguments.
+
+    A function that hands its inputs to :func:`attnkit.attend` under other names wraps the call
+    in ``with argument_names(q="queries", k="patterns", v="patterns", temperature="1 / beta"):``
+    so that a wrong input is reported as ``queries``, not as ``attend``'s internal ``q``.
+    """
+    token = _ARGUMENT_NAMES.set({**(_ARGUMENT_NAMES.get() or {}), **names})
+    try:
+        yield
+    finally:
+        _ARGUMENT_NAMES.reset(token)
+
+
+def arg_name(name: str) -> str:
+    """The name the caller knows ``name`` by (see :func:`argument_names`)."""
+    return (_ARGUMENT_NAMES.get() or {}).get(name, name)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for float16/bfloat16 (scores, exponentials and sums are accumulated in it), else ``dtype``."""
+    return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
 def shape_str(x: torch.Tensor) -> str:
@@ -30,6 +61,31 @@ def check_tensor(name: str, x: object, *, min_rank: int = 0, floating: bool = Tr
     if floating and not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
     return x
+
+
+def check_dim(name: str, dim: object, ndim: int) -> int:
+    """An axis index valid for a tensor of ``ndim`` dimensions (negative counts from the end)."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{name} must be an int axis; got {type(dim).__name__}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ValueError(f"{name} must be an axis in [{-ndim}, {ndim}) for a {ndim}-D tensor; got {dim}")
+    return dim
+
+
+def check_finite_float(name: str, value: object) -> float:
+    """A finite real number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number; got {value}")
+    return float(value)
+
+
+def check_size_fits(name: str, value: int, limit: int, what: str) -> int:
+    """``value <= limit``: a size (window, radius) that may not dwarf the input it works on."""
+    if value > limit:
+        raise ValueError(f"{name} must be at most {limit} ({what}); got {value}")
+    return value
 
 
 def check_same_dtype_device(**tensors: torch.Tensor) -> None:
@@ -66,8 +122,12 @@ def broadcast_batch(**tensors: torch.Tensor) -> torch.Size:
         raise ValueError(f"batch dimensions of {', '.join(tensors)} do not broadcast; got {got}") from None
 
 
-def check_mask(mask: object, target: Sequence[int], *, name: str = "mask") -> torch.Tensor:
-    """A bool or float mask that broadcasts to ``target`` (e.g. ``(..., Lq, Lk)``)."""
+def check_mask(mask: object, target: Sequence[int], *, name: str = "mask",
+               device: torch.device | None = None, source: str = "") -> torch.Tensor:
+    """A bool or float mask that broadcasts to ``target`` (e.g. ``(..., Lq, Lk)``), on ``device`` if given.
+
+    ``source`` says where ``target`` comes from (e.g. ``"batch and Lq of q: (2, 3, 4), Lk of k: ..."``).
+    """
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor (bool or float) or None; got {type(mask).__name__}")
     if mask.dtype != torch.bool and not mask.is_floating_point():
@@ -80,8 +140,10 @@ def check_mask(mask: object, target: Sequence[int], *, name: str = "mask") -> to
     if out != target:
         raise ValueError(
             f"{name} of shape {shape_str(mask)} does not broadcast to the scores' shape "
-            f"({', '.join(map(str, target))})"
+            f"({', '.join(map(str, target))})" + (f" ({source})" if source else "")
         )
+    if device is not None and mask.device != device:
+        raise ValueError(f"{name} must be on the device of the scores ({device}); got {mask.device}")
     return mask
 
 
@@ -104,3 +166,30 @@ def check_int(name: str, value: object, *, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be {kind}; got {value}")
     return value
+
+
+def check_positive_scalar(name: str, value: object) -> float | torch.Tensor:
+    """A finite positive number, or a one-element float tensor holding one (e.g. a learned temperature)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or not value.is_floating_point():
+            raise ValueError(f"{name} must be a positive number or a one-element float tensor; "
+                             f"got a tensor of shape {shape_str(value)}, dtype {value.dtype}")
+        if value.device.type != "meta":
+            v = float(value.detach())
+            if not (v > 0 and v != float("inf")):
+                raise ValueError(f"{name} must be a finite positive number; got {v}")
+        return value
+    return check_positive(name, value)
+
+
+def check_index_tensor(name: str, x: object, *, low: int, high: int, rank: int | None = None) -> torch.Tensor:
+    """An integer tensor with every entry in ``[low, high)`` (and exactly ``rank`` dims if given)."""
+    check_tensor(name, x, floating=False)
+    if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+        raise TypeError(f"{name} must be an integer tensor; got dtype {x.dtype}")
+    if rank is not None and x.dim() != rank:
+        raise ValueError(f"{name} must have {rank} dimension(s); got shape {shape_str(x)}")
+    if x.numel() and x.device.type != "meta" and (int(x.min()) < low or int(x.max()) >= high):
+        raise ValueError(f"{name} must hold integers in [{low}, {high}); got values in "
+                         f"[{int(x.min())}, {int(x.max())}]")
+    return x

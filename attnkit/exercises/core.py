@@ -43,6 +43,10 @@ def masked_softmax_cases(seed: int = 0) -> list[Case]:
         Case("a mask that broadcasts over batch and queries", (b3, bm), masked_softmax(b3, bm),
              hint="the mask may have fewer dimensions than the scores: rely on broadcasting"),
         Case("a single key", (s[:, :1], torch.ones(4, 1, dtype=torch.bool)), torch.ones(4, 1, dtype=torch.float64)),
+        Case("square scores (which axis?)", (s[:, :4], m[:, :4]), masked_softmax(s[:, :4], m[:, :4]),
+             hint="normalise over the keys, the last axis (dim=-1): each row sums to 1, not each column"),
+        Case("float16 scores keep their dtype", (s.half(), m), masked_softmax(s.half(), m), atol=2e-3, rtol=1e-2,
+             hint="return the weights in the scores' dtype: compute in float32 if you like, then .to(scores.dtype)"),
     ]
     return cases
 
@@ -53,7 +57,8 @@ def check_masked_softmax(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 
     ``scores: (..., Lq, Lk)`` float; ``mask``: bool broadcastable to ``scores``, ``True`` = takes
     part. The weights must sum to 1 over the last axis, be 0 where masked, be all zeros on a
-    fully masked row, and stay finite for logits of 1e4 in float32 and float16.
+    fully masked row, stay finite for logits of 1e4 in float32 and float16, and have the
+    scores' dtype.
     """
     return run_cases(fn, masked_softmax_cases(), checker="check_masked_softmax", quiet=quiet)
 
@@ -62,13 +67,16 @@ def check_scaled_dot_attention(fn: Callable[..., torch.Tensor], *, quiet: bool =
     """Check a reader's ``fn(q, k, v, mask) -> output`` against :func:`attnkit.attend`.
 
     ``q: (..., Lq, d)``, ``k: (..., Lk, d)``, ``v: (..., Lk, dv)``, ``mask`` bool broadcastable to
-    ``(..., Lq, Lk)`` or ``None``; output ``(..., Lq, dv)``.
+    ``(..., Lq, Lk)`` or ``None``; output ``(..., Lq, dv)`` in the inputs' dtype.
     """
     g = _gen(1)
     q, k, v = (torch.randn(2, n, 8, generator=g, dtype=torch.float64) for n in (3, 5, 5))
     v6 = torch.randn(2, 5, 6, generator=g, dtype=torch.float64)
     pad = torch.tensor([[True] * 5, [True, True, False, False, False]])[:, None, :]  # (B, 1, Lk)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    qq = torch.randn(2, 7, 8, generator=g, dtype=torch.float64)
+    pad_q = torch.rand(2, 7, 5, generator=g) > 0.4  # (B, Lq, Lk)
+    pad_q[..., 0] = True
     cases = [
         Case("no mask", (q, k, v, None), attend(q, k, v)[0],
              hint="divide the scores by sqrt(d) where d = q.shape[-1]"),
@@ -78,5 +86,10 @@ def check_scaled_dot_attention(fn: Callable[..., torch.Tensor], *, quiet: bool =
              hint="padded keys (mask False) must get zero weight"),
         Case("causal self-attention", (k, k, v, causal), attend(k, k, v, mask=causal)[0],
              hint="query i may only look at keys j <= i"),
+        Case("more queries than keys, one mask per batch", (qq, k, v, pad_q), attend(qq, k, v, mask=pad_q)[0],
+             hint="normalise over the keys (the last axis of the scores), not over the queries"),
+        Case("float16 inputs keep their dtype", (q.half(), k.half(), v.half(), pad),
+             attend(q.half(), k.half(), v.half(), mask=pad)[0], atol=5e-3, rtol=5e-3,
+             hint="the output should be float16 for float16 inputs (compute in float32, then .to(q.dtype))"),
     ]
     return run_cases(fn, cases, checker="check_scaled_dot_attention", quiet=quiet)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit._checks import check_index_tensor, check_positive, check_positive_scalar, check_tensor, shape_str
 from attnkit.core import attend
 from attnkit.datasets.patterns import QUADRANTS, SHAPES
 from attnkit.transformers._train import minibatch_adam
@@ -37,7 +37,13 @@ VOCAB = (*SHAPES, "top", "bottom", "left", "right")
 
 
 def caption_tokens(shape: torch.Tensor, quadrant: torch.Tensor) -> torch.Tensor:
-    """Token ids ``(B, 3)`` of the captions ``"<shape> <top|bottom> <left|right>"``."""
+    """Token ids ``(B, 3)`` of the captions ``"<shape> <top|bottom> <left|right>"``.
+
+    ``shape: (B,)`` integers in ``[0, 4)`` (an index into ``SHAPES``), ``quadrant: (B,)`` integers in
+    ``[0, 4)`` (0 top left, 1 top right, 2 bottom left, 3 bottom right).
+    """
+    check_index_tensor("shape", shape, low=0, high=len(SHAPES))
+    check_index_tensor("quadrant", quadrant, low=0, high=len(QUADRANTS))
     if shape.shape != quadrant.shape or shape.dim() != 1:
         raise ValueError(f"shape and quadrant must be 1-D of one length; got {shape_str(shape)} "
                          f"and {shape_str(quadrant)}")
@@ -122,6 +128,7 @@ def info_nce(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float
     if image_emb.shape != text_emb.shape:
         raise ValueError(f"image_emb and text_emb must be matched pairs of one shape; got {shape_str(image_emb)} "
                          f"and {shape_str(text_emb)}")
+    temperature = check_positive_scalar("temperature", temperature)
     # S_ij = cos(u_i, t_j) / tau
     logits = F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T / temperature  # (B, B)
     target = torch.arange(len(logits), device=logits.device)

@@ -37,6 +37,8 @@ def sinusoidal_positions(length: int, d_model: int, *, base: float = 10000.0,
     check_int("length", length, minimum=0)
     check_int("d_model", d_model, minimum=1)
     check_positive("base", base)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype (a table of sines); got {dtype!r}")
     pos = torch.arange(length, dtype=torch.float64)[:, None]  # (L, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(E/2),)
     # omega_i = base^(-2i/d)
@@ -53,9 +55,11 @@ class LearnedPositions(nn.Module):
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
         self.max_len = check_int("max_len", max_len, minimum=1)
+        check_int("d_model", d_model, minimum=1)
         self.table = nn.Parameter(torch.randn(max_len, d_model) * 0.1)  # (max_len, E)
 
     def forward(self, length: int) -> torch.Tensor:
+        check_int("length", length, minimum=0)
         if length > self.max_len:
             raise ValueError(f"length {length} exceeds the learned table's max_len={self.max_len}")
         return self.table[:length]
@@ -74,11 +78,15 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor | None = None, *, base
     ``positions: (L,)`` defaults to ``0 .. L-1``. Returns a tensor of ``x``'s shape.
     """
     check_tensor("x", x, min_rank=2, shape="(..., L, d)")
+    check_positive("base", base)
     L, d = x.shape[-2], x.shape[-1]
     if d % 2:
         raise ValueError(f"rotary embeddings rotate pairs of coordinates, so d must be even; got x: {shape_str(x)}")
     if positions is None:
         positions = torch.arange(L, device=x.device)
+    elif not isinstance(positions, torch.Tensor) or positions.dtype == torch.bool or positions.is_complex():
+        got = positions.dtype if isinstance(positions, torch.Tensor) else type(positions).__name__
+        raise TypeError(f"positions must be a real tensor (L,) of positions; got {got}")
     elif positions.shape != (L,):
         raise ValueError(f"positions must be (L,) = ({L},); got shape {tuple(positions.shape)}")
     theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
