@@ -63,6 +63,13 @@ def check_tensor(name: str, x: object, *, min_rank: int = 0, floating: bool = Tr
     return x
 
 
+def check_values(name: str, x: torch.Tensor) -> torch.Tensor:
+    """A tensor that holds values: not on the ``meta`` device (for results that read values)."""
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device, which holds no values; this function reads them")
+    return x
+
+
 def check_dim(name: str, dim: object, ndim: int) -> int:
     """An axis index valid for a tensor of ``ndim`` dimensions (negative counts from the end)."""
     if isinstance(dim, bool) or not isinstance(dim, int):

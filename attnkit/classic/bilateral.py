@@ -30,6 +30,7 @@ _CHUNK_ELEMENTS = 1 << 22  # about 4M window entries (16 MB in float32) per chun
 
 def spatial_log_weights(radius: int, sigma_space: float, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""The spatial term $-\lVert p_i - p_j\rVert^2 / (2\sigma_s^2)$ for the ``K`` offsets: ``(K,)``."""
+    check_positive("sigma_space", sigma_space)
     off = window_offsets(radius, dtype=dtype)  # (K, 2)
     return -(off**2).sum(-1) / (2 * sigma_space**2)
 

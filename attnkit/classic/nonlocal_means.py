@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from attnkit._checks import check_positive, check_size_fits, check_tensor, shape_str
+from attnkit._checks import argument_names, check_positive, check_size_fits, check_tensor, shape_str
 from attnkit.classic.images import check_image, check_positive_int, check_radius, sliding_windows
 from attnkit.core import attend
 
@@ -200,6 +200,7 @@ def nadaraya_watson(x_query: torch.Tensor, x_train: torch.Tensor, y_train: torch
                          f"{shape_str(y_train)}")
     check_positive("bandwidth", bandwidth)
     # a_ij = softmax_j(-(x_i - x_j)^2 / (2 b^2));  y_i = sum_j a_ij y_j
-    out, w = attend(x_query[:, None], x_train[:, None], y_train[:, None], score="gaussian",
-                    temperature=2 * bandwidth**2)
+    with argument_names(q="x_query", k="x_train", v="y_train", temperature="bandwidth"):
+        out, w = attend(x_query[:, None], x_train[:, None], y_train[:, None], score="gaussian",
+                        temperature=2 * bandwidth**2)
     return out[:, 0], w
