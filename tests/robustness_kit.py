@@ -102,6 +102,7 @@ class Arg:
     empty: bool = True
     meta: bool = True
     aliases: tuple[str, ...] = ()
+    optional: bool = False  # None is a valid value (not a "choice" corruption)
 
 
 @dataclass
@@ -303,7 +304,7 @@ def broken_value(draw: st.DrawFn, arg: Arg, how: str) -> tuple[object, str]:
             bad.append(0.0)
         return draw(st.sampled_from(bad)), "error"
     if how == "choice":
-        return draw(st.sampled_from(["foo", 3, None])), "error"
+        return draw(st.sampled_from(["foo", 3] if arg.optional else ["foo", 3, None])), "error"
     raise AssertionError(how)
 
 

@@ -90,10 +90,16 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, key_
     return out.to(v.dtype)
 
 
+def _check_sizes(**sizes: int) -> None:
+    for name, n in sizes.items():
+        check_int(name, n, minimum=1 if name == "itemsize" else 0)
+
+
 def exact_attention_bytes(L: int, N: int, d: int, dv: int, *, itemsize: int = 4) -> int:
     """Analytic peak of ``attend(q, k, v)`` beyond its inputs: scores, exponentials and weights
     (three ``(L, N)`` matrices live at once in :func:`attnkit.normalize.masked_softmax`) plus the
     output ``(L, dv)``."""
+    _check_sizes(L=L, N=N, d=d, dv=dv, itemsize=itemsize)
     return itemsize * (3 * L * N + L * dv)
 
 
@@ -101,5 +107,8 @@ def chunked_attention_bytes(L: int, N: int, d: int, dv: int, *, key_chunk: int =
                             itemsize: int = 4) -> int:
     """Analytic peak of :func:`chunked_attention` beyond its inputs: the output and the running
     ``acc`` ``(L, dv)``, and about three ``(B_q, B_k)`` blocks (scores, exponentials, mask)."""
+    _check_sizes(L=L, N=N, d=d, dv=dv, itemsize=itemsize)
+    check_int("key_chunk", key_chunk, minimum=1)
+    check_int("query_chunk", query_chunk, minimum=1)
     bq, bk = min(query_chunk, L), min(key_chunk, N)
     return itemsize * (2 * L * dv + 3 * bq * bk + 2 * bq * dv)

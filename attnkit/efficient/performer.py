@@ -35,7 +35,7 @@ import math
 
 import torch
 
-from attnkit._checks import check_int, check_tensor
+from attnkit._checks import argument_names, check_int, check_tensor
 from attnkit.efficient._common import check_qkv, make_generator
 from attnkit.normalize import split_mask
 
@@ -81,8 +81,9 @@ def favor_features(x: torch.Tensor, omega: torch.Tensor, *, stabilizer: str | No
     """
     check_tensor("x", x, min_rank=1, shape="(..., L, d)")
     check_tensor("omega", omega, min_rank=2, shape="(m, d)")
-    if omega.dim() != 2 or omega.shape[-1] != x.shape[-1]:
-        raise ValueError(f"omega must be (m, d) with d = x.shape[-1] = {x.shape[-1]}; got {tuple(omega.shape)}")
+    if omega.dim() != 2 or omega.shape[-1] != x.shape[-1] or omega.shape[0] < 1:
+        raise ValueError(f"omega must be (m, d) with m >= 1 and d = x.shape[-1] = {x.shape[-1]}; "
+                         f"got {tuple(omega.shape)}")
     if stabilizer not in (None, "row", "all"):
         raise ValueError(f"stabilizer must be None, 'row' or 'all'; got {stabilizer!r}")
     # exponent_t = omega_t . x - |x|^2 / 2: (..., L, m)
@@ -100,6 +101,7 @@ def row_sum_normalize(scores: torch.Tensor, mask: torch.Tensor | None = None, di
     With ``score="dot"`` on random features this turns ``attend`` into (quadratic) Performer
     attention. A row whose sum is 0 gets zeros.
     """
+    check_tensor("scores", scores)
     scores, keep = split_mask(scores, mask)
     if keep is not None:
         scores = scores.masked_fill(~keep, 0.0)
@@ -122,7 +124,8 @@ def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, 
 
     ``phi_q: (..., L, m)``, ``phi_k: (..., N, m)``, ``v: (..., N, dv)`` -> ``(..., L, dv)``.
     """
-    check_qkv(phi_q, phi_k, v, same_length=causal)
+    with argument_names(q="phi_q", k="phi_k"):
+        check_qkv(phi_q, phi_k, v, same_length=causal)
     check_int("chunk", chunk, minimum=1)
     if not causal:
         kv = phi_k.transpose(-2, -1) @ v  # phi(K)^T V: (..., m, dv)
@@ -177,6 +180,7 @@ def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_
     check_qkv(q, k, v, same_length=causal)
     d = q.shape[-1]
     if omega is None:
+        check_int("n_features = m", n_features, minimum=1)
         omega = orthogonal_gaussian(n_features, d, orthogonal=orthogonal, seed=seed, generator=generator,
                                     dtype=q.dtype).to(q.device)
     scale = d ** -0.25  # q.k / sqrt(d) = (q / d^1/4) . (k / d^1/4)
