@@ -43,6 +43,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -321,8 +322,14 @@ def provenance(args: argparse.Namespace) -> dict:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
     return {
         "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "git_commit": commit,
         "machine": f"{cpu}, {os.cpu_count()} logical cores (shared), {platform.system()} {platform.release()}",
         "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
         "command": "python -m attnkit.bench efficient " + " ".join(getattr(args, "argv", [])),
