@@ -12,15 +12,38 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from robustness_kit import B, C, Idx, Int, P, Spec, T, U, describe, public_callables, run_example, run_valid
+from robustness_kit import (
+    B,
+    C,
+    Idx,
+    Int,
+    Keep,
+    P,
+    Spec,
+    T,
+    U,
+    describe,
+    module,
+    public_callables,
+    run_example,
+    run_valid,
+)
 
 from attnkit import attend, causal_mask
 
-chunked, data, linformer, local, performer, reformer = (
+chunked, data, linformer, local, performer, reformer, reversible = (
     importlib.import_module(f"attnkit.efficient.{m}")
-    for m in ("chunked", "data", "linformer", "local", "performer", "reformer"))
+    for m in ("chunked", "data", "linformer", "local", "performer", "reformer", "reversible"))
 
-NOT_TABLED: dict[str, str] = {}
+NOT_TABLED: dict[str, str] = {
+    "reversible.saved_tensor_bytes": "a context manager that measures saved activations (no input to break "
+                                     "but the tensors to exclude)",
+}
+
+
+def _block() -> object:
+    torch.manual_seed(0)
+    return reversible.ReversibleBlock(torch.nn.Linear(4, 4).double(), torch.nn.Linear(4, 4).double())
 
 
 def qkv(L: int = 8, N: int = 8, d: int = 4, dv: int = 3, batch: tuple[int, ...] = (2,)) -> dict:
@@ -62,6 +85,16 @@ SPECS = [
     Spec("performer.linear_attention", performer.linear_attention,
          {"phi_q": U(2, 8, 6, rank=(2, None)), "phi_k": U(2, 8, 6, seed=1, rank=(2, None)),
           "v": T(2, 8, 3, seed=2, rank=(2, None)), "chunk": Int(3, huge=True)}),
+    Spec("performer.linear_attention_step", performer.linear_attention_step,
+         {"state": Keep(None), "phi_q_t": U(2, 6, rank=(1, None)), "phi_k_t": U(2, 6, seed=1, rank=(1, None)),
+          "v_t": T(2, 3, seed=2, rank=(1, None))}),
+    Spec("performer.linear_attention_step[state]", performer.linear_attention_step,
+         {"state": Keep(lambda: (torch.ones(2, 6, 3, dtype=torch.float64), torch.ones(2, 6, dtype=torch.float64))),
+          "phi_q_t": U(2, 6, rank=(1, None)), "phi_k_t": U(2, 6, seed=1, rank=(1, None)),
+          "v_t": T(2, 3, seed=2, rank=(1, None))}),
+    Spec("performer.linear_attention_recurrent", performer.linear_attention_recurrent,
+         {"phi_q": U(2, 8, 6, rank=(2, None)), "phi_k": U(2, 8, 6, seed=1, rank=(2, None)),
+          "v": T(2, 8, 3, seed=2, rank=(2, None))}),
     Spec("performer.performer_attention", performer.performer_attention,
          {**qkv(), "n_features": Int(6), "chunk": Int(3, huge=True)}),
     Spec("reformer.random_rotations", reformer.random_rotations,
@@ -76,6 +109,20 @@ SPECS = [
     Spec("reformer.lsh_attention", reformer.lsh_attention,
          {"qk": T(2, 8, 4, rank=(2, None)), "v": T(2, 8, 3, seed=1, rank=(2, None)), "n_buckets": Int(4),
           "n_rounds": Int(2), "chunk_size": Int(4, huge=True)}),
+]
+SPECS += [
+    Spec("reversible.chunked_feed_forward", reversible.chunked_feed_forward,
+         {"ff": Keep(lambda: (lambda t: 2 * t.relu())), "x": T(2, 5, 4, rank=(2, None)),
+          "chunk": Int(2, huge=True)}),
+    module(reversible.FeedForward, {"d": Int(4), "d_ff": Int(6), "chunk": Int(2, huge=True)},
+           {"x": T(2, 5, 4, dtype=torch.float32, rank=(1, None))}, name="reversible.FeedForward",
+           positional=("x",)),
+    Spec("reversible.ReversibleBlock", lambda x1, x2: _block()(x1, x2),
+         {"x1": T(2, 5, 4, rank=(1, None)), "x2": T(2, 5, 4, seed=1, rank=(1, None))}),
+    module(reversible.ReversibleStack, {"chunk": Int(2, huge=True)},
+           {"x1": T(2, 5, 4, rank=(2, None)), "x2": T(2, 5, 4, seed=1, rank=(2, None))},
+           name="reversible.ReversibleStack", positional=("x1", "x2"),
+           build=lambda kw: reversible.ReversibleStack([_block(), _block()], **kw)),
 ]
 BY_NAME = {s.name: s for s in SPECS}
 
