@@ -150,7 +150,8 @@ def check_mask(mask: object, target: Sequence[int], *, name: str = "mask",
             f"({', '.join(map(str, target))})" + (f" ({source})" if source else "")
         )
     if device is not None and mask.device != device:
-        raise ValueError(f"{name} must be on the device of the scores ({device}); got {mask.device}")
+        raise ValueError(f"{name} must be on the device of the scores ({device}" + (f"; {source}" if source else "")
+                         + f"); got {mask.device}")
     return mask
 
 
@@ -183,7 +184,8 @@ def check_positive_scalar(name: str, value: object) -> float | torch.Tensor:
                              f"got a tensor of shape {shape_str(value)}, dtype {value.dtype}")
         if value.device.type != "meta":
             v = float(value.detach())
-            if not (v > 0 and v != float("inf")):
+            # a learned temperature that went NaN (NaN inputs, diverged training) propagates NaN
+            if not (v > 0 and v != float("inf")) and v == v:
                 raise ValueError(f"{name} must be a finite positive number; got {v}")
         return value
     return check_positive(name, value)
@@ -196,7 +198,51 @@ def check_index_tensor(name: str, x: object, *, low: int, high: int, rank: int |
         raise TypeError(f"{name} must be an integer tensor; got dtype {x.dtype}")
     if rank is not None and x.dim() != rank:
         raise ValueError(f"{name} must have {rank} dimension(s); got shape {shape_str(x)}")
-    if x.numel() and x.device.type != "meta" and (int(x.min()) < low or int(x.max()) >= high):
+    check_values(name, x)
+    if x.numel() and (int(x.min()) < low or int(x.max()) >= high):
         raise ValueError(f"{name} must hold integers in [{low}, {high}); got values in "
                          f"[{int(x.min())}, {int(x.max())}]")
+    return x
+
+
+def check_sizes(**sizes: object) -> None:
+    """Every keyword is a positive int (the widths and counts of a model's constructor)."""
+    for name, n in sizes.items():
+        check_int(name, n, minimum=1)
+
+
+def check_probability(name: str, p: object) -> float:
+    """A dropout probability: a number in ``[0, 1)``."""
+    check_positive(name, p, allow_zero=True)
+    if p >= 1:
+        raise ValueError(f"{name} must be a probability in [0, 1); got {p}")
+    return float(p)
+
+
+def check_module_input(name: str, x: object, weight: torch.Tensor, *, rank: int | None = None, min_rank: int = 1,
+                       width: int | None = None, shape: str = "") -> torch.Tensor:
+    """A floating-point input of a module: ``rank`` dims (or at least ``min_rank``), last dim ``width``,
+    and the dtype and device of the module's ``weight``."""
+    check_tensor(name, x, min_rank=rank if rank is not None else min_rank, shape=shape or None)
+    if (rank is not None and x.dim() != rank) or (width is not None and x.shape[-1] != width):
+        raise ValueError(f"{name} must have shape {shape or '(..., ' + str(width) + ')'}; got shape {shape_str(x)}")
+    if x.dtype != weight.dtype or x.device != weight.device:
+        raise TypeError(f"{name} must have the module's dtype and device ({weight.dtype} on {weight.device}; use "
+                        f".to(...) on one or the other); got {x.dtype} on {x.device}")
+    return x
+
+
+def check_ids(name: str, x: object, vocab: int, *, rank: int | None = None, device: torch.device | None = None,
+              shape: str = "") -> torch.Tensor:
+    """Token ids: an integer tensor (``rank`` dims if given) with entries in ``[0, vocab)``, on ``device``."""
+    check_tensor(name, x, floating=False)
+    if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+        raise TypeError(f"{name} must be integer token ids{' ' + shape if shape else ''}; got dtype {x.dtype}")
+    if rank is not None and x.dim() != rank:
+        raise ValueError(f"{name} must be token ids {shape or f'with {rank} dims'}; got shape {shape_str(x)}")
+    if device is not None and x.device != device:
+        raise ValueError(f"{name} must be on the model's device ({device}); got {x.device}")
+    check_values(name, x)
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):
+        raise ValueError(f"{name} must hold ids in [0, {vocab}); got values in [{int(x.min())}, {int(x.max())}]")
     return x

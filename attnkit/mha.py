@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnkit._checks import argument_names, check_int, check_mask, check_positive, check_tensor
+from attnkit._checks import arg_name, argument_names, check_int, check_mask, check_positive, check_tensor
 from attnkit.core import attend
 from attnkit.masks import combine_masks, key_mask
 from attnkit.normalize import NORMALIZERS
@@ -74,7 +74,9 @@ class MultiHeadAttention(nn.Module):
                 key_padding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         key = query if key is None else key
         value = key if value is None else value
-        for name, t in (("query", query), ("key", key), ("value", value)):
+        # names as the caller knows them (a block passes its own through _checks.argument_names)
+        qn, kn, vn, mn, pn = (arg_name(n) for n in ("query", "key", "value", "mask", "key_padding"))
+        for name, t in ((qn, query), (kn, key), (vn, value)):
             check_tensor(name, t, min_rank=3)
             if t.dim() != 3 or t.shape[-1] != self.embed_dim:
                 raise ValueError(f"{name} must be (B, L, {self.embed_dim}); got shape {tuple(t.shape)}")
@@ -83,26 +85,26 @@ class MultiHeadAttention(nn.Module):
                 raise TypeError(f"{name} must have the module's dtype and device ({weight.dtype} on "
                                 f"{weight.device}; use .to(...) on one or the other); got {t.dtype} on {t.device}")
         if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
-            raise ValueError(f"query, key and value need one batch size B, and key and value one length S; "
-                             f"got query: {tuple(query.shape)}, key: {tuple(key.shape)}, value: {tuple(value.shape)}")
+            raise ValueError(f"{qn}, {kn} and {vn} need one batch size B, and {kn} and {vn} one length S; got "
+                             f"{qn}: {tuple(query.shape)}, {kn}: {tuple(key.shape)}, {vn}: {tuple(value.shape)}")
         B, L, S = query.shape[0], query.shape[1], key.shape[1]
         if mask is not None:
-            check_mask(mask, (B, self.num_heads, L, S), name="mask", device=query.device,
-                       source=f"(B, H, L, S) from query: {tuple(query.shape)}, key: {tuple(key.shape)}")
+            check_mask(mask, (B, self.num_heads, L, S), name=mn, device=query.device,
+                       source=f"(B, H, L, S) from {qn}: {tuple(query.shape)}, {kn}: {tuple(key.shape)}")
             if mask.dtype != torch.bool:
-                raise TypeError(f"mask must be bool (True = attend); got dtype {mask.dtype}")
+                raise TypeError(f"{mn} must be bool (True = attend); got dtype {mask.dtype}")
         if key_padding is not None:
-            check_tensor("key_padding", key_padding, floating=False)
+            check_tensor(pn, key_padding, floating=False)
             if key_padding.dtype != torch.bool or key_padding.shape != (B, S) or key_padding.device != key.device:
-                raise ValueError(f"key_padding must be bool (B, S) = ({B}, {S}) on {key.device}, True for real "
-                                 f"tokens; got shape {tuple(key_padding.shape)}, dtype {key_padding.dtype} on "
-                                 f"{key_padding.device}")
+                raise ValueError(f"{pn} must be bool (B, S) = ({B}, {S}) on {key.device} (B from {qn}: "
+                                 f"{tuple(query.shape)}, S from {kn}: {tuple(key.shape)}), True for real tokens; got "
+                                 f"shape {tuple(key_padding.shape)}, dtype {key_padding.dtype} on {key_padding.device}")
             key_padding = key_mask(key_padding, heads=True)  # (B, 1, 1, S)
         q = self._split(self.q_proj(query))  # (B, H, L, Dh)
         k = self._split(self.k_proj(key))  # (B, H, S, Dh)
         v = self._split(self.v_proj(value))  # (B, H, S, Dh)
         full = combine_masks(mask, key_padding)
-        with argument_names(mask="mask (with key_padding)"):
+        with argument_names(mask=f"{mn} (with {pn})"):
             out, w = attend(q, k, v, score=self.score, normalize=self.normalize, mask=full)
         if self.training and self.dropout.p > 0:
             # dropout on the attention weights (Vaswani et al., 2017), as nn.MultiheadAttention

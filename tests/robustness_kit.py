@@ -24,6 +24,8 @@ corruption      what the argument becomes                           accepted out
 ``number``      0, a negative, NaN, inf or a str for a positive     TypeError/ValueError naming it
                 number
 ``choice``      an unknown name or a non-string                     TypeError/ValueError naming it
+``text``        a number or ``None`` for a string                   TypeError/ValueError naming it
+``fraction``    -0.5, 1.5, NaN or a str for a number in [0, 1]      TypeError/ValueError naming it
 ==============  ==================================================  ================================
 
 "Naming it" means the message contains the argument's name (or one of ``Arg.aliases``) as a
@@ -183,6 +185,16 @@ def C(value: str, choices: tuple[str, ...], **kw) -> Arg:
     return Arg(lambda: value, "choice", choices=choices, **kw)
 
 
+def Text(value: str, **kw) -> Arg:
+    """A string argument (a sentence, a path): breaking it passes a number or ``None``."""
+    return Arg(lambda: value, "text", **kw)
+
+
+def Fraction(value: float, *, closed: bool = False, **kw) -> Arg:
+    """A number in ``(0, 1)`` (``[0, 1]`` with ``closed``): broken by -0.5, 1.5, NaN and a str."""
+    return Arg(lambda: value, "fraction", allow_zero=closed, **kw)
+
+
 def Keep(value: object) -> Arg:
     """Passed as is, never broken (a model, a callable, a flag)."""
     return Arg(value if callable(value) and not isinstance(value, type) else (lambda: value), "other")
@@ -232,6 +244,10 @@ def corruptions(arg: Arg) -> list[str]:
         return ["number"]
     if arg.kind == "choice":
         return ["choice"]
+    if arg.kind == "text":
+        return ["text"]
+    if arg.kind == "fraction":
+        return ["fraction"]
     return []
 
 
@@ -303,6 +319,10 @@ def broken_value(draw: st.DrawFn, arg: Arg, how: str) -> tuple[object, str]:
         if not arg.allow_zero:
             bad.append(0.0)
         return draw(st.sampled_from(bad)), "error"
+    if how == "text":
+        return draw(st.sampled_from([3, None] if not arg.optional else [3, 2.5])), "error"
+    if how == "fraction":
+        return draw(st.sampled_from([-0.5, 1.5, float("nan"), "0.5"])), "error"
     if how == "choice":
         return draw(st.sampled_from(["foo", 3] if arg.optional else ["foo", 3, None])), "error"
     raise AssertionError(how)
@@ -403,6 +423,12 @@ def run_example(spec: Spec, data: st.DataObject) -> None:
     check_outcome(spec, name, arg, how, rule, kwargs)
 
 
+def breakable(specs: list[Spec]) -> list[str]:
+    """Names of the specs with at least one argument that can be broken (the others only run validly)."""
+    return [s.name for s in specs if any(c not in s.skip and f"{n}:{c}" not in s.skip
+                                        for n, a in s.args.items() for c in corruptions(a))]
+
+
 def run_valid(spec: Spec) -> object:
     """The spec's valid call must work (else the table is wrong, not the function)."""
     with guarded():
@@ -445,5 +471,6 @@ def finite(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x)
 
 
-__all__ = ["Arg", "B", "C", "Idx", "Int", "Keep", "P", "Spec", "T", "U", "check_outcome", "corruptions", "describe",
-           "fresh", "module", "np", "public_callables", "run_example", "run_valid"]
+__all__ = ["Arg", "B", "C", "Fraction", "Idx", "Int", "Keep", "P", "Spec", "T", "Text", "U", "breakable",
+           "check_outcome", "corruptions", "describe", "fresh", "module", "np", "public_callables", "run_example",
+           "run_valid"]

@@ -127,11 +127,15 @@ def corrupt(patterns: torch.Tensor, fraction: float, *, mode: str = "flip", seed
     """
     if not isinstance(patterns, torch.Tensor) or not patterns.is_floating_point():
         raise TypeError(f"patterns must be a floating-point torch.Tensor; got {type(patterns).__name__}")
+    if patterns.dim() < 1:
+        raise ValueError(f"patterns must have at least one dimension (..., d); got shape {tuple(patterns.shape)}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise TypeError(f"fraction must be a number in [0, 1]; got {type(fraction).__name__}")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1]; got {fraction}")
     g = torch.Generator().manual_seed(seed)
     if mode == "flip":
-        flips = torch.rand(patterns.shape, generator=g) < fraction
+        flips = (torch.rand(patterns.shape, generator=g) < fraction).to(patterns.device)  # drawn on the CPU
         return torch.where(flips, -patterns, patterns)
     if mode == "mask":
         if patterns.dim() < 2:

@@ -27,7 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit._checks import check_index_tensor, check_positive, check_positive_scalar, check_tensor, shape_str
+from attnkit._checks import (
+    arg_name,
+    argument_names,
+    check_ids,
+    check_index_tensor,
+    check_module_input,
+    check_positive,
+    check_positive_scalar,
+    check_sizes,
+    check_tensor,
+    shape_str,
+)
 from attnkit.core import attend
 from attnkit.datasets.patterns import QUADRANTS, SHAPES
 from attnkit.transformers._train import minibatch_adam
@@ -54,6 +65,7 @@ def caption_tokens(shape: torch.Tensor, quadrant: torch.Tensor) -> torch.Tensor:
 
 def caption_text(tokens: torch.Tensor) -> list[str]:
     """The words of token ids ``(B, T)``."""
+    check_ids("tokens", tokens, len(VOCAB), rank=2, shape="(B, T)")
     return [" ".join(VOCAB[int(t)] for t in row) for row in tokens]
 
 
@@ -70,11 +82,19 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, dim: int = 32, image_size: int = 16, width: int = 16) -> None:
         super().__init__()
+        check_sizes(dim=dim, image_size=image_size, width=width)
+        if image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convolutions); got {image_size}")
+        self.image_size = image_size
         self.net = nn.Sequential(nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
                                  nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
                                  nn.Linear(width * (image_size // 4) ** 2, dim))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        S = self.image_size
+        check_module_input(arg_name("images"), images, self.net[0].weight, rank=4, shape=f"(B, 1, {S}, {S})")
+        if images.shape[1:] != (1, S, S):
+            raise ValueError(f"{arg_name('images')} must be (B, 1, {S}, {S}); got shape {shape_str(images)}")
         return self.net(images)
 
 
@@ -83,13 +103,18 @@ class TextEncoder(nn.Module):
 
     def __init__(self, dim: int = 32, vocab: int = len(VOCAB), length: int = 3) -> None:
         super().__init__()
+        check_sizes(dim=dim, vocab=vocab, length=length)
         self.tok = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(torch.zeros(length, dim))
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if tokens.dtype != torch.long or tokens.dim() != 2:
-            raise TypeError(f"tokens must be int64 ids (B, T); got dtype {tokens.dtype}, shape {shape_str(tokens)}")
+        name, T = arg_name("tokens"), self.pos.shape[0]
+        if isinstance(tokens, torch.Tensor) and tokens.dtype != torch.long:
+            raise TypeError(f"{name} must be int64 ids (B, T); got dtype {tokens.dtype}, shape {shape_str(tokens)}")
+        check_ids(name, tokens, self.tok.num_embeddings, rank=2, device=self.pos.device, shape=f"(B, {T})")
+        if tokens.shape[1] != T:
+            raise ValueError(f"{name} must be (B, {T}), one id per caption position; got shape {shape_str(tokens)}")
         return self.proj((self.tok(tokens) + self.pos).mean(1))  # (B, D)
 
 
@@ -98,6 +123,7 @@ class TinyCLIP(nn.Module):
 
     def __init__(self, dim: int = 32) -> None:
         super().__init__()
+        check_sizes(dim=dim)
         self.image, self.text = ImageEncoder(dim), TextEncoder(dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial 1 / tau
 
@@ -114,7 +140,7 @@ def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: flo
     """The logits ``S = cos(u_i, t_j) / tau``: ``(B, D), (K, D) -> (B, K)``."""
     check_tensor("image_emb", image_emb, min_rank=2, shape="(B, D)")
     check_tensor("text_emb", text_emb, min_rank=2, shape="(K, D)")
-    if image_emb.shape[-1] != text_emb.shape[-1]:
+    if image_emb.dim() != 2 or text_emb.dim() != 2 or image_emb.shape[-1] != text_emb.shape[-1]:
         raise ValueError(f"image_emb and text_emb need the same width D; got {shape_str(image_emb)} "
                          f"and {shape_str(text_emb)}")
     check_positive("temperature", temperature)
@@ -142,10 +168,12 @@ def zero_shot(model: TinyCLIP, images: torch.Tensor, class_tokens: torch.Tensor)
     Equivalent to ``softmax(cos(u_i, t_k) / tau)`` over the ``K`` class captions; computed as
     ``attend(u, t, eye(K), score="cosine", temperature=tau)``, whose weights are the probabilities.
     """
-    with torch.no_grad():
+    if isinstance(class_tokens, torch.Tensor) and len(class_tokens) == 0:
+        raise ValueError(f"class_tokens must hold at least one class caption; got shape {shape_str(class_tokens)}")
+    with torch.no_grad(), argument_names(tokens="class_tokens"):
         u = model.image(images)  # (B, D)
         t = model.text(class_tokens)  # (K, D)
-        onehot = torch.eye(len(t), dtype=u.dtype)  # (K, K): values = class indicators
+        onehot = torch.eye(len(t), dtype=u.dtype, device=u.device)  # (K, K): values = class indicators
         probs, _ = attend(u, t, onehot, score="cosine", temperature=model.temperature)  # (B, K)
     return probs, probs.argmax(-1)
 
@@ -153,6 +181,8 @@ def zero_shot(model: TinyCLIP, images: torch.Tensor, class_tokens: torch.Tensor)
 def train_clip(model: TinyCLIP, images: torch.Tensor, tokens: torch.Tensor, *, epochs: int = 5,
                batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
     """Contrastive training on matched ``(images, tokens)`` pairs; returns the loss of every step."""
+    check_tensor("images", images, min_rank=1)
+    check_tensor("tokens", tokens, floating=False)
     if len(images) != len(tokens):
         raise ValueError(f"images and tokens must pair up; got {len(images)} images and {len(tokens)} captions")
 

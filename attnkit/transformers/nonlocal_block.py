@@ -22,7 +22,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnkit._checks import check_tensor, shape_str
+from attnkit._checks import (
+    arg_name,
+    argument_names,
+    check_int,
+    check_module_input,
+    check_positive,
+    check_same_dtype_device,
+    check_sizes,
+    check_tensor,
+    shape_str,
+)
 from attnkit.core import attend
 
 MODES = ("embedded_gaussian", "gaussian", "dot_product")
@@ -35,7 +45,11 @@ def _divide_by_n(scores: torch.Tensor, mask: torch.Tensor | None, dim: int) -> t
 
 
 def flatten_positions(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, N, C)``: one token per position, row-major (``N = H W``)."""
+    """``(B, C, H, W)`` -> ``(B, N, C)``: one token per position, row-major (``N = H W``); any dtype."""
+    name = arg_name("x")
+    check_tensor(name, x, min_rank=4, floating=False, shape="(B, C, H, W)")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be a feature map (B, C, H, W); got shape {shape_str(x)}")
     B, C, H, W = x.shape
     return x.reshape(B, C, H * W).transpose(1, 2)  # (B, N, C)
 
@@ -70,10 +84,12 @@ def nonlocal_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, 
         raise ValueError(f"g must share theta's batch and H x W; got theta: {shape_str(theta)}, g: {shape_str(g)}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    check_same_dtype_device(theta=theta, phi=phi, g=g)
     B, Cv, H, W = g.shape
     q, k, v = flatten_positions(theta), flatten_positions(phi), flatten_positions(g)  # (B, N, C*)
     normalize = _divide_by_n if mode == "dot_product" else "softmax"
-    y, w = attend(q, k, v, score="dot", normalize=normalize)  # (B, N, Cv), (B, N, N)
+    with argument_names(q="theta", k="phi", v="g"):
+        y, w = attend(q, k, v, score="dot", normalize=normalize)  # (B, N, Cv), (B, N, N)
     return y.transpose(1, 2).reshape(B, Cv, H, W), w  # (B, Cv, H, W)
 
 
@@ -87,6 +103,9 @@ class NonLocalBlock(nn.Module):
 
     def __init__(self, channels: int, inner: int | None = None, *, mode: str = "embedded_gaussian") -> None:
         super().__init__()
+        check_sizes(channels=channels)
+        if inner is not None:
+            check_sizes(inner=inner)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
         inner = inner or max(channels // 2, 1)
@@ -100,9 +119,10 @@ class NonLocalBlock(nn.Module):
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, min_rank=4, shape="(B, C, H, W)")
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"x must be (B, {self.channels}, H, W); got shape {shape_str(x)}")
+        name = arg_name("x")
+        check_module_input(name, x, self.g.weight, rank=4, shape=f"(B, {self.channels}, H, W)")
+        if x.shape[1] != self.channels or min(x.shape[2:]) < 1:
+            raise ValueError(f"{name} must be (B, {self.channels}, H, W) with H, W >= 1; got shape {shape_str(x)}")
         if self.mode == "gaussian":
             theta = phi = x  # f(x_i, x_j) = exp(x_i . x_j): no embedding
         else:
@@ -123,6 +143,9 @@ class Denoiser(nn.Module):
 
     def __init__(self, channels: int = 16, *, nonlocal_block: bool = True, inner: int | None = None) -> None:
         super().__init__()
+        check_sizes(channels=channels)
+        if inner is not None:
+            check_sizes(inner=inner)
         self.head = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
         self.block = NonLocalBlock(channels, inner) if nonlocal_block else nn.Identity()
@@ -130,10 +153,12 @@ class Denoiser(nn.Module):
                                   nn.Conv2d(channels, 1, 3, padding=1))
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
-        check_tensor("noisy", noisy, min_rank=4, shape="(B, 1, H, W)")
-        if noisy.dim() != 4 or noisy.shape[1] != 1:
-            raise ValueError(f"noisy must be (B, 1, H, W); got shape {shape_str(noisy)}")
-        return noisy - self.tail(self.block(self.head(noisy)))
+        name = arg_name("noisy")
+        check_module_input(name, noisy, self.head[0].weight, rank=4, shape="(B, 1, H, W)")
+        if noisy.shape[1] != 1 or min(noisy.shape[2:]) < 1:
+            raise ValueError(f"{name} must be (B, 1, H, W) with H, W >= 1; got shape {shape_str(noisy)}")
+        with argument_names(x=f"{name} (features)"):
+            return noisy - self.tail(self.block(self.head(noisy)))
 
 
 def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *, steps: int = 300,
@@ -150,6 +175,17 @@ def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *
     check_tensor("clean", clean, min_rank=4, shape="(n, 1, H, W)")
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy and clean must have the same shape; got {shape_str(noisy)} and {shape_str(clean)}")
+    check_same_dtype_device(noisy=noisy, clean=clean)
+    check_int("steps", steps, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_positive("lr", lr)
+    if len(noisy) == 0:
+        raise ValueError("noisy is empty: no image to train on")
+    batch_size = min(batch_size, len(noisy))  # a batch larger than the set draws every image (with repeats) anyway
+    weight = next(model.parameters(), None)
+    if weight is not None and (noisy.dtype != weight.dtype or noisy.device != weight.device):
+        raise TypeError(f"noisy must have the model's dtype and device ({weight.dtype} on {weight.device}); got "
+                        f"{noisy.dtype} on {noisy.device}")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / steps)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from attnkit._checks import check_int, check_positive, check_tensor, shape_str
-from attnkit.scores import scaled_dot_score
+from attnkit.scores import check_qk, scaled_dot_score
 
 POSITIONS = ("sinusoidal", "learned", "rotary", "none")
 """The kinds of position information ``TinyTransformer`` accepts."""
@@ -87,8 +87,10 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor | None = None, *, base
     elif not isinstance(positions, torch.Tensor) or positions.dtype == torch.bool or positions.is_complex():
         got = positions.dtype if isinstance(positions, torch.Tensor) else type(positions).__name__
         raise TypeError(f"positions must be a real tensor (L,) of positions; got {got}")
+    elif positions.device != x.device:
+        raise ValueError(f"positions must be on x's device ({x.device}); got {positions.device}")
     elif positions.shape != (L,):
-        raise ValueError(f"positions must be (L,) = ({L},); got shape {tuple(positions.shape)}")
+        raise ValueError(f"positions must be (L,) = ({L},) for x: {shape_str(x)}; got shape {tuple(positions.shape)}")
     theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
     angle = positions.to(torch.float64)[:, None] * theta  # m * theta_i: (L, d/2)
     cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
@@ -105,6 +107,7 @@ def rotary_score(q: torch.Tensor, k: torch.Tensor, base: float = 10000.0) -> tor
     ``k: (..., Lk, d)`` -> ``(..., Lq, Lk)``. Pass it as ``attend(q, k, v, score=rotary_score)``
     or ``MultiHeadAttention(E, H, score=rotary_score)``.
     """
+    check_qk(q, k, same_width=True, what="rotary_score")
     return scaled_dot_score(apply_rotary(q, base=base), apply_rotary(k, base=base))
 
 

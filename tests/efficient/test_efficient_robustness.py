@@ -22,6 +22,7 @@ from robustness_kit import (
     Spec,
     T,
     U,
+    breakable,
     describe,
     module,
     public_callables,
@@ -138,7 +139,7 @@ def test_the_valid_call_works(name: str) -> None:
     run_valid(BY_NAME[name])
 
 
-@pytest.mark.parametrize("name", list(BY_NAME))
+@pytest.mark.parametrize("name", breakable(SPECS))
 @given(data=st.data())
 def test_bad_input_is_refused_by_name_or_documented(name: str, data: st.DataObject) -> None:
     run_example(BY_NAME[name], data)
