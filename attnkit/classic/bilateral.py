@@ -15,6 +15,19 @@ additive float mask $-\lVert p_i - p_j\rVert^2 / (2\sigma_s^2)$ (``-inf`` for ne
 the image, which therefore get weight 0). With $\sigma_r \to \infty$ it is a Gaussian blur.
 
 Shapes: ``image: (H, W)``; ``n`` query pixels per chunk, ``K = (2r+1)^2`` keys per query.
+
+Against the peers (the book's *Conventions* page; ``tests/test_conventions.py`` checks both):
+
+- OpenCV's ``cv2.bilateralFilter(src, d, sigmaColor, sigmaSpace)`` uses the same two Gaussians
+  (``sigmaColor`` is our ``sigma_range``, ``sigmaSpace`` our ``sigma_space``) but a **disc** of
+  radius ``d // 2`` instead of our square of radius ``radius``, and pads the border by
+  reflection (``BORDER_REFLECT_101``) where we leave outside pixels out and renormalise. It
+  equals ``attend`` over the disc offsets of the reflect-padded image.
+- scikit-image's ``denoise_bilateral(image, win_size, sigma_color, sigma_spatial)`` has our
+  square window (``win_size = 2 * radius + 1``) and the same range Gaussian, but pads with
+  ``mode`` (default a constant 0 that takes part) and, in version 0.26, builds its spatial
+  lookup table on a grid one offset too wide, so its spatial kernel is not the symmetric
+  Gaussian; only the interior with near-uniform spatial weights agrees exactly.
 """
 
 from __future__ import annotations
