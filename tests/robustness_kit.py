@@ -51,6 +51,8 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+EXAMPLES = 25  # examples per spec: about two per (argument, corruption) pair of a typical spec
+HEAVY = 10  # for specs whose call trains or runs a model
 HUGE = 10**9
 TIME_LIMIT_S = 8.0
 EXTRA_MEMORY = 3 << 30  # bytes of address space a call may add
@@ -121,6 +123,7 @@ class Spec:
     call: Callable[[Callable, dict], object] | None = None
     positional: tuple[str, ...] = ()
     skip: dict[str, str] = field(default_factory=dict)  # "how" or "arg:how" -> why it does not apply
+    examples: int | None = None  # hypothesis examples for this spec (default EXAMPLES; HEAVY for slow calls)
 
     def invoke(self, kwargs: dict) -> object:
         if self.call is not None:
@@ -429,6 +432,25 @@ def breakable(specs: list[Spec]) -> list[str]:
                                         for n, a in s.args.items() for c in corruptions(a))]
 
 
+def check_spec(spec: Spec) -> None:
+    """Run the property test of one spec with its own number of examples (the rest of the settings
+    come from the loaded hypothesis profile, e.g. the derandomised ``ci`` one)."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=spec.examples or EXAMPLES)
+    @given(data=st.data())
+    def bad_input(data: st.DataObject) -> None:
+        run_example(spec, data)
+
+    bad_input()
+
+
+def heavy(spec: Spec) -> Spec:
+    """Mark a spec whose every call trains or runs a model: fewer examples."""
+    spec.examples = HEAVY
+    return spec
+
+
 def run_valid(spec: Spec) -> object:
     """The spec's valid call must work (else the table is wrong, not the function)."""
     with guarded():
@@ -472,5 +494,5 @@ def finite(x: float) -> bool:
 
 
 __all__ = ["Arg", "B", "C", "Fraction", "Idx", "Int", "Keep", "P", "Spec", "T", "Text", "U", "breakable",
-           "check_outcome", "corruptions", "describe", "fresh", "module", "np", "public_callables", "run_example",
-           "run_valid"]
+           "check_outcome", "check_spec", "corruptions", "describe", "fresh", "heavy", "module", "np",
+           "public_callables", "run_example", "run_valid"]

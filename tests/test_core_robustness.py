@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
-from robustness_kit import B, C, Idx, Int, Keep, P, Spec, T, breakable, describe, module, run_example, run_valid
+from robustness_kit import B, C, Idx, Int, Keep, P, Spec, T, breakable, check_spec, describe, module, run_valid
 
 import attnkit
 from attnkit import (
@@ -119,9 +117,8 @@ def test_the_valid_call_works(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", breakable(SPECS))
-@given(data=st.data())
-def test_bad_input_is_refused_by_name_or_documented(name: str, data: st.DataObject) -> None:
-    run_example(BY_NAME[name], data)
+def test_bad_input_is_refused_by_name_or_documented(name: str) -> None:
+    check_spec(BY_NAME[name])
 
 
 def test_table_summary() -> None:

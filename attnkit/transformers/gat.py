@@ -119,7 +119,8 @@ def gat_attention(h: torch.Tensor, adj: torch.Tensor, W: torch.Tensor, a_src: to
     for name, a in (("a_src", a_src), ("a_dst", a_dst)):
         check_tensor(name, a, min_rank=2)
         if a.shape != (W.shape[0], W.shape[2]):
-            raise ValueError(f"{name} must be (H, Fh) = ({W.shape[0]}, {W.shape[2]}); got shape {shape_str(a)}")
+            raise ValueError(f"{name} must be (H, Fh) = ({W.shape[0]}, {W.shape[2]}) for W: {shape_str(W)}; got shape "
+                             f"{shape_str(a)}")
     Wh = torch.einsum("nf,hfo->hno", h, W)  # (H, N, Fh)
     with argument_names(q="Wh (from h and W)", k="Wh (from h and W)", mask="adj"):
         return attend(Wh, Wh, Wh, score=gat_score, mask=adj,
