@@ -19,7 +19,7 @@ def causal_mask(Lq: int, Lk: int | None = None, *, device: torch.device | str | 
     Aligned top-left, like ``scaled_dot_product_attention(is_causal=True)``: with ``Lq < Lk``
     the last keys are seen by nobody, with ``Lq > Lk`` the last queries see every key. (The
     FlashAttention-2 library aligns bottom-right, ``j <= i + Lk - Lq``; so does
-    :mod:`attnkit.flash`, see the book's *Conventions* page.) ``Lk = 0`` gives an empty
+    ``attnkit.flash``, see the book's *Conventions* page.) ``Lk = 0`` gives an empty
     ``(Lq, 0)`` mask, on which :func:`attnkit.attend` returns zeros.
     """
     Lk = Lq if Lk is None else Lk
