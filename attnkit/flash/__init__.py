@@ -2,8 +2,10 @@
 
 - ``attnkit.flash.online_softmax``: the online softmax, a blocked NumPy reference of the
   forward and backward passes, and the HBM byte counts of naive and tiled attention;
-- ``attnkit.flash.triton_kernel``: the Triton kernels (imported only when used; Triton
-  exists for Linux only);
+- ``attnkit.flash.forward``, ``attnkit.flash.backward``: the Triton kernels;
+  ``attnkit.flash.autotune``: their tile configurations and the compile sweep;
+  ``attnkit.flash.triton_kernel``: launching them, compiled or interpreted, and compiling them
+  ahead of time (all imported only when used; Triton exists for Linux only);
 - ``attnkit.flash.api``: ``flash_attention``, the differentiable entry point.
 """
 

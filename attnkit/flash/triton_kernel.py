@@ -1,271 +1,53 @@
-r"""FlashAttention in Triton: a forward kernel (output and log-sum-exp) and backward kernels (dQ, dK, dV).
+r"""Launching attnkit's Triton kernels: compiled on CUDA (autotuned), or through Triton's interpreter on CPU.
 
-The algorithm is FlashAttention-2 (Dao, 2023): every program owns one tile of rows, keeps it in
-SRAM and streams the other operand through in blocks, with the online softmax's running max
-``m_i``, running sum ``l_i`` and unnormalised output ``acc`` (the names of the chapter's
-maths). The layout follows Triton's fused-attention tutorial (Tillet et al., 2019): a
-forward kernel, a dK/dV kernel that loops over query blocks, and a dQ kernel that loops over
-key blocks; ``delta = rowsum(dO * O)`` is a plain torch reduction. Scores are kept in base-2
-units (``s * scale * log2 e``) so the kernels call ``exp2``, the instruction GPUs have; the
-saved log-sum-exp is in natural units.
+The kernels live in ``attnkit.flash.forward`` (output and log-sum-exp) and
+``attnkit.flash.backward`` (a ``delta`` pre-pass, the main dQ/dK/dV kernel with five GEMMs per
+tile, and the conversion of the float32 dQ accumulator); the tiles the autotuner chooses from
+in ``attnkit.flash.autotune``. This module launches them and compiles them ahead of time.
 
-Shapes: ``q, k, v, o: (B, H, N, d)`` contiguous, seen by the kernels as ``B*H`` slices of
-``(N, d)``; ``lse: (B, H, N)`` float32. Head dims 16, 32, 64, 128. Any ``N``: the ragged last
-tile is masked. ``causal`` keeps keys ``j <= i`` and skips the key blocks above the diagonal.
-Each kernel's loop is split in two calls of one ``@triton.jit`` helper (``_fwd_tiles``...):
-the tiles that need no mask, and the few that straddle the diagonal or the ragged end of
-``N``, so that the masks cost nothing in the bulk of the work. Causal programs start with
-the longest tiles. On the GPU every kernel is autotuned over ``AUTOTUNE_CONFIGS``.
+Two ways to run the same kernels: compiled for a CUDA device (``interpret=False``), or through
+Triton's interpreter on CPU tensors (``interpret=True``), which executes the kernel body with
+NumPy, one program at a time. The interpreter is normally switched on by ``TRITON_INTERPRET=1``
+*before* triton is imported; ``interpreted`` instead wraps a kernel at call time, so one process
+can use both, and the environment variable is not needed. NumPy has no bfloat16, so the
+interpreter cannot multiply bfloat16 blocks: ``attnkit.flash.api`` runs bfloat16 inputs through
+the interpreter in float32.
 
-Two ways to run the same kernels: compiled for a CUDA device (``interpret=False``), or
-through Triton's interpreter on CPU tensors (``interpret=True``), which executes the kernel
-body with NumPy, one program at a time. The interpreter is normally switched on by
-``TRITON_INTERPRET=1`` *before* triton is imported; ``interpreted`` instead wraps a
-kernel at call time, so one process can use both, and the environment variable is not
-needed. NumPy has no bfloat16, so the interpreter's ``tl.dot`` cannot multiply bfloat16
-blocks: ``attnkit.flash.api`` runs bfloat16 inputs through the interpreter in float32.
+``compile_for_gpu`` builds the kernels for an NVIDIA architecture without a GPU, with Triton's
+compiler and the ``ptxas`` it ships, and reports what became of them: shared memory, the
+intermediate languages (TTIR, TTGIR), the PTX, and, from ``ptxas -v``, registers and spills.
+No input checks here: ``attnkit.flash.api.flash_attention`` validates first.
 """
 
-# No ``from __future__ import annotations`` here: the interpreters of Triton < 3.7 find the
-# ``tl.constexpr`` parameters by their annotation objects, and string annotations hide them.
+# No ``from __future__ import annotations``: see attnkit/flash/forward.py.
 import contextlib
+import functools
+import re
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 import triton
-import triton.language as tl
 from triton.runtime.jit import JITFunction
 
-__all__ = ["AUTOTUNE_CONFIGS", "attn_backward", "attn_forward", "compile_for_gpu", "interpreted", "kernel_config",
-           "tuned_configs"]
+from attnkit.flash import autotune, backward, forward
+from attnkit.flash.autotune import bucket
+from attnkit.flash.backward import _attn_bwd, _bwd_dq_convert, _bwd_preprocess
+from attnkit.flash.forward import LOG2E, _attn_fwd
 
-LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2 e)
+__all__ = ["KERNELS", "attn_backward", "attn_forward", "compile_for_gpu", "interpreted", "kernel_config",
+           "ptxas_report", "ptxas_version", "tuned_configs"]
 
-
-@triton.jit
-def _fwd_tiles(acc, l_i, m_i, q, K, V, base, offs_m, lo, hi, N, qk_scale,
-               HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr,
-               PRECISION: tl.constexpr):
-    """Stream key/value blocks ``[lo, hi)`` past one query tile; ``MASKED`` tiles apply the causal and ragged masks."""
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    for start_n in range(lo, hi, BLOCK_N):
-        cols = start_n + offs_n
-        kT_ptrs = K + base + cols[None, :] * HEAD_DIM + offs_d[:, None]    # (d, BLOCK_N): k transposed
-        v_ptrs = V + base + cols[:, None] * HEAD_DIM + offs_d[None, :]     # (BLOCK_N, d)
-        if MASKED:
-            kT = tl.load(kT_ptrs, mask=cols[None, :] < N, other=0.0)
-            v = tl.load(v_ptrs, mask=cols[:, None] < N, other=0.0)
-        else:
-            kT = tl.load(kT_ptrs)
-            v = tl.load(v_ptrs)
-        # raw scores q k^T: (BLOCK_M, BLOCK_N); in log2 units they are s * qk_scale (qk_scale = scale * log2 e)
-        s = tl.dot(q, kT, input_precision=PRECISION)
-        if MASKED:
-            keep = cols[None, :] < N
-            if CAUSAL:
-                keep = keep & (offs_m[:, None] >= cols[None, :])
-            s = tl.where(keep, s, float("-inf"))
-        # -- update m_i and l_i: m_new = max(m_i, rowmax s); l_i = l_i * 2^(m_i - m_new) + rowsum p
-        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)    # scale the row max, not the whole tile
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s * qk_scale - m_new[:, None])          # one fused multiply-add per score
-        l_i = l_i * alpha + tl.sum(p, 1)
-        # -- rescale acc and add p v
-        acc = acc * alpha[:, None]
-        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
-        m_i = m_new
-    return acc, l_i, m_i
-
-
-@triton.jit
-def _attn_fwd(Q, K, V, O, LSE, N, qk_scale,
-              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-              CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
-    # -- phase 0: which tile this program owns: query rows [start_m*BLOCK_M, +BLOCK_M) of one (batch, head)
-    if CAUSAL:  # tile costs grow along the diagonal: launch the longest first, so the short ones fill the tail
-        start_m = tl.num_programs(0) - 1 - tl.program_id(0)
-    else:
-        start_m = tl.program_id(0)
-    off_bh = tl.program_id(1).to(tl.int64)
-    base = off_bh * N * HEAD_DIM                      # the (N, d) slice of this (batch, head)
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    row_ok = offs_m < N                               # the ragged last tile has rows past N
-    # -- phase 1: load q: stays in SRAM; m_i, l_i, acc live in registers
-    q = tl.load(Q + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], mask=row_ok[:, None], other=0.0)
-    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)   # running max (log2 units)
-    l_i = tl.zeros([BLOCK_M], tl.float32)                 # running sum of exp2(s - m_i)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)       # running sum of exp2(s - m_i) v
-    # key blocks [0, full) need no mask; [full, hi) straddle the diagonal or the ragged end of N.
-    # causal: key blocks past the diagonal are skipped, never loaded
-    if CAUSAL:
-        full = (start_m * BLOCK_M) // BLOCK_N * BLOCK_N
-        hi = tl.minimum((start_m + 1) * BLOCK_M, N)
-    else:
-        full = (N // BLOCK_N) * BLOCK_N
-        hi = N
-    # -- phase 2: stream key/value blocks through SRAM, the unmasked ones first
-    acc, l_i, m_i = _fwd_tiles(acc, l_i, m_i, q, K, V, base, offs_m, 0, full, N, qk_scale,
-                               HEAD_DIM, BLOCK_N, False, CAUSAL, PRECISION)
-    acc, l_i, m_i = _fwd_tiles(acc, l_i, m_i, q, K, V, base, offs_m, full, hi, N, qk_scale,
-                               HEAD_DIM, BLOCK_N, True, CAUSAL, PRECISION)
-    # -- epilogue: o = acc / l_i; lse = (m_i + log2 l_i) * ln 2, in natural units
-    acc = acc / l_i[:, None]
-    tl.store(O + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], acc.to(O.dtype.element_ty),
-             mask=row_ok[:, None])
-    tl.store(LSE + off_bh * N + offs_m, (m_i + tl.log2(l_i)) * 0.6931471805599453, mask=row_ok)
-
-
-@triton.jit
-def _dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, base, off_bh, offs_n, lo, hi, N, qk_scale,
-                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr,
-                PRECISION: tl.constexpr):
-    """Stream query blocks ``[lo, hi)`` past one key tile, accumulating its ``dk`` and ``dv``."""
-    offs_m0 = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    for start_m in range(lo, hi, BLOCK_M):
-        offs_m = start_m + offs_m0
-        qT_ptrs = Q + base + offs_m[None, :] * HEAD_DIM + offs_d[:, None]   # (d, BLOCK_M): q transposed
-        do_ptrs = DO + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :]  # (BLOCK_M, d)
-        if MASKED:
-            qT = tl.load(qT_ptrs, mask=offs_m[None, :] < N, other=0.0)
-            do = tl.load(do_ptrs, mask=offs_m[:, None] < N, other=0.0)
-            lse = tl.load(LSE + off_bh * N + offs_m, mask=offs_m < N, other=0.0)
-            delta = tl.load(DELTA + off_bh * N + offs_m, mask=offs_m < N, other=0.0)
-        else:
-            qT = tl.load(qT_ptrs)
-            do = tl.load(do_ptrs)
-            lse = tl.load(LSE + off_bh * N + offs_m)
-            delta = tl.load(DELTA + off_bh * N + offs_m)
-        # recompute p^T = exp(s^T - lse): (BLOCK_N, BLOCK_M)
-        sT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
-        pT = tl.exp2(sT - lse[None, :] * 1.4426950408889634)
-        if MASKED:
-            keep = offs_m[None, :] < N
-            if CAUSAL:
-                keep = keep & (offs_m[None, :] >= offs_n[:, None])
-            pT = tl.where(keep, pT, 0.0)
-        # dv += p^T do
-        dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=PRECISION)
-        # dp^T = v do^T;  ds^T = p^T * (dp^T - delta)
-        dpT = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-        dsT = pT * (dpT - delta[None, :])
-        # dk += ds^T q   (the softmax scale is applied once, in the epilogue)
-        dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=PRECISION)
-    return dk, dv
-
-
-@triton.jit
-def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, N, qk_scale, sm_scale,
-                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                   CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
-    # -- phase 0: this program owns key rows [start_n, start_n + BLOCK_N) of one (batch, head)
-    start_n = tl.program_id(0) * BLOCK_N
-    off_bh = tl.program_id(1).to(tl.int64)
-    base = off_bh * N * HEAD_DIM
-    offs_n = start_n + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    col_ok = offs_n < N
-    # -- phase 1: load k, v: stay in SRAM; dk, dv accumulate in registers
-    k = tl.load(K + base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], mask=col_ok[:, None], other=0.0)
-    v = tl.load(V + base + offs_n[:, None] * HEAD_DIM + offs_d[None, :], mask=col_ok[:, None], other=0.0)
-    dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-    dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-    # query blocks: [lo, full) straddle the diagonal (causal: queries i < start_n are skipped),
-    # [full, tail) need no mask, [tail, N) is the ragged end
-    tail = (N // BLOCK_M) * BLOCK_M
-    if CAUSAL:
-        lo = (start_n // BLOCK_M) * BLOCK_M
-        full = tl.minimum(tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M, N)
-    else:
-        lo = 0
-        full = 0
-    # -- phase 2: stream query blocks, recomputing p^T tile by tile
-    dk, dv = _dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, base, off_bh, offs_n, lo, full, N, qk_scale,
-                         HEAD_DIM, BLOCK_M, True, CAUSAL, PRECISION)
-    dk, dv = _dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, base, off_bh, offs_n, full, tail, N, qk_scale,
-                         HEAD_DIM, BLOCK_M, False, CAUSAL, PRECISION)
-    dk, dv = _dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, base, off_bh, offs_n, tl.maximum(full, tail), N, N,
-                         qk_scale, HEAD_DIM, BLOCK_M, True, CAUSAL, PRECISION)
-    # -- epilogue: write dk (times the softmax scale) and dv
-    out = base + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
-    tl.store(DK + out, (dk * sm_scale).to(DK.dtype.element_ty), mask=col_ok[:, None])
-    tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=col_ok[:, None])
-
-
-@triton.jit
-def _dq_tiles(dq, q, do, lse, delta, K, V, base, offs_m, lo, hi, N, qk_scale,
-              HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr,
-              PRECISION: tl.constexpr):
-    """Stream key/value blocks ``[lo, hi)`` past one query tile, accumulating its ``dq``."""
-    offs_n0 = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    for start_n in range(lo, hi, BLOCK_N):
-        offs_n = start_n + offs_n0
-        kT_ptrs = K + base + offs_n[None, :] * HEAD_DIM + offs_d[:, None]   # (d, BLOCK_N)
-        vT_ptrs = V + base + offs_n[None, :] * HEAD_DIM + offs_d[:, None]   # (d, BLOCK_N)
-        if MASKED:
-            kT = tl.load(kT_ptrs, mask=offs_n[None, :] < N, other=0.0)
-            vT = tl.load(vT_ptrs, mask=offs_n[None, :] < N, other=0.0)
-        else:
-            kT = tl.load(kT_ptrs)
-            vT = tl.load(vT_ptrs)
-        # recompute p = exp(s - lse): (BLOCK_M, BLOCK_N)
-        s = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
-        p = tl.exp2(s - lse[:, None] * 1.4426950408889634)
-        if MASKED:
-            keep = offs_n[None, :] < N
-            if CAUSAL:
-                keep = keep & (offs_m[:, None] >= offs_n[None, :])
-            p = tl.where(keep, p, 0.0)
-        # dp = do v^T;  ds = p * (dp - delta);  dq += ds k
-        dp = tl.dot(do, vT, input_precision=PRECISION)
-        ds = p * (dp - delta[:, None])
-        dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=PRECISION)
-    return dq
-
-
-@triton.jit
-def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, N, qk_scale, sm_scale,
-                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
-    # -- phase 0: this program owns query rows [start_m, start_m + BLOCK_M) of one (batch, head)
-    if CAUSAL:  # the longest tiles first, as in the forward
-        start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
-    else:
-        start_m = tl.program_id(0) * BLOCK_M
-    off_bh = tl.program_id(1).to(tl.int64)
-    base = off_bh * N * HEAD_DIM
-    offs_m = start_m + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    row_ok = offs_m < N
-    # -- phase 1: load q, do, lse, delta: stay in SRAM; dq accumulates in registers
-    rows = base + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
-    q = tl.load(Q + rows, mask=row_ok[:, None], other=0.0)
-    do = tl.load(DO + rows, mask=row_ok[:, None], other=0.0)
-    lse = tl.load(LSE + off_bh * N + offs_m, mask=row_ok, other=0.0)
-    delta = tl.load(DELTA + off_bh * N + offs_m, mask=row_ok, other=0.0)
-    dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    # key blocks [0, full) need no mask; [full, hi) straddle the diagonal or the ragged end
-    if CAUSAL:
-        full = start_m // BLOCK_N * BLOCK_N
-        hi = tl.minimum(start_m + BLOCK_M, N)
-    else:
-        full = (N // BLOCK_N) * BLOCK_N
-        hi = N
-    # -- phase 2: stream key/value blocks, recomputing p tile by tile
-    dq = _dq_tiles(dq, q, do, lse, delta, K, V, base, offs_m, 0, full, N, qk_scale,
-                   HEAD_DIM, BLOCK_N, False, CAUSAL, PRECISION)
-    dq = _dq_tiles(dq, q, do, lse, delta, K, V, base, offs_m, full, hi, N, qk_scale,
-                   HEAD_DIM, BLOCK_N, True, CAUSAL, PRECISION)
-    # -- epilogue: write dq times the softmax scale
-    tl.store(DQ + rows, (dq * sm_scale).to(DQ.dtype.element_ty), mask=row_ok[:, None])
+KERNELS = {"fwd": _attn_fwd, "bwd": _attn_bwd, "bwd_pre": _bwd_preprocess, "bwd_dq": _bwd_dq_convert}
+_GRID_ROWS = {"fwd": "BLOCK_M", "bwd": "BLOCK_N"}     # the tile each program owns
+_MODULES = (forward, backward)                         # where the @triton.jit functions live
 
 
 # ---------------------------------------------------------------------------------------------
-# launching: compiled on CUDA (autotuned), or through the interpreter on CPU
+# the interpreter
 
 
 def _index(self: object) -> int:
@@ -280,7 +62,7 @@ def _interpreter_language() -> Iterator[None]:
     1. Make the jit helpers the kernels call (``tl.max``, ``tl.sum``, ``_fwd_tiles``...)
        interpretable. With ``TRITON_INTERPRET=1`` at import they already are; otherwise they are
        compiled-only ``JITFunction`` objects that refuse to be called from Python: swap in
-       interpreted versions, in ``triton.language`` and in this module.
+       interpreted versions, in ``triton.language`` and in the kernel modules.
     2. The interpreter patches ``triton.language`` while it runs, and the versions before
        Triton 3.7 leave some of those patches behind when a kernel calls a helper, which breaks
        the next *compiled* launch in the same process: snapshot the namespaces it touches and
@@ -288,11 +70,12 @@ def _interpreter_language() -> Iterator[None]:
     3. Those versions also turn loop bounds into ints in a way NumPy >= 2.4 rejects: their
        ``tensor.__index__`` is replaced by one that works with any NumPy.
     """
+    import triton.language as tl
     from triton.runtime import interpreter
     from triton.runtime.interpreter import InterpretedFunction
 
-    this = sys.modules[__name__]
-    before = [(space, dict(vars(space))) for space in (tl, tl.core, tl.math, tl.core.tensor, this)]
+    kernel_modules = (*_MODULES, sys.modules[__name__])
+    before = [(space, dict(vars(space))) for space in (tl, tl.core, tl.math, tl.core.tensor, *kernel_modules)]
     patch_tensor = interpreter._patch_lang_tensor
 
     def _patch_lang_tensor(tensor: type, *scope: object) -> None:
@@ -303,7 +86,7 @@ def _interpreter_language() -> Iterator[None]:
             tensor.__index__ = _index
 
     try:
-        for space in (tl, this):
+        for space in (tl, *kernel_modules):
             for name, obj in list(vars(space).items()):
                 if isinstance(obj, JITFunction):
                     setattr(space, name, InterpretedFunction(obj.fn))
@@ -312,8 +95,8 @@ def _interpreter_language() -> Iterator[None]:
     finally:
         interpreter._patch_lang_tensor = patch_tensor
         for space, saved in before:
-            # names the interpreter added to this module (its rewritten kernels use them) stay
-            for name in set(vars(space)) - set(saved) if space is not this else ():
+            # names the interpreter added to a kernel module (its rewritten kernels use them) stay
+            for name in set(vars(space)) - set(saved) if space not in kernel_modules else ():
                 delattr(space, name)
             for name, obj in saved.items():
                 if vars(space).get(name) is not obj:
@@ -333,8 +116,9 @@ def interpreted(kernel: object) -> object:
     return _INTERPRETED[fn.__name__]
 
 
-def _launch(kernel: object, grid: tuple[int, int], args: tuple, meta: dict, interpret: bool) -> None:
-    """Run ``kernel[grid](*args, **meta)``, compiled or interpreted."""
+def _launch(name: str, grid: tuple[int, ...], args: tuple, meta: dict, interpret: bool) -> None:
+    """Run ``KERNELS[name][grid](*args, **meta)``, compiled or interpreted."""
+    kernel = KERNELS[name]
     if interpret:
         meta = {k: v for k, v in meta.items() if k not in ("num_warps", "num_stages")}
         with _interpreter_language():
@@ -343,74 +127,205 @@ def _launch(kernel: object, grid: tuple[int, int], args: tuple, meta: dict, inte
         kernel[grid](*args, **meta)
 
 
-# The tiles the GPU autotuner chooses from, per kernel: (BLOCK_M, BLOCK_N, num_warps, num_stages).
-# Taller query tiles re-read K and V less often (see the chapter's traffic model); more stages keep
-# more K, V tiles in flight; the last entry of each list has tiles small enough for float32.
-AUTOTUNE_CONFIGS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
-    "fwd": ((128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 2), (128, 32, 4, 4), (64, 64, 4, 4), (64, 32, 4, 2)),
-    "dkdv": ((32, 128, 4, 3), (32, 128, 8, 3), (64, 128, 8, 2), (32, 64, 4, 3), (16, 64, 4, 2)),
-    "dq": ((128, 32, 4, 3), (128, 32, 8, 3), (128, 64, 8, 2), (64, 32, 4, 3), (64, 16, 4, 2)),
-}
-_KERNELS = {"fwd": _attn_fwd, "dkdv": _attn_bwd_dkdv, "dq": _attn_bwd_dq}
-_GRID_ROWS = {"fwd": "BLOCK_M", "dkdv": "BLOCK_N", "dq": "BLOCK_M"}   # the tile each program owns
-
-
-def _as_config(entry: tuple[int, int, int, int]) -> dict[str, int]:
-    bm, bn, warps, stages = entry
-    return {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": warps, "num_stages": stages}
-
-
-_TUNERS: dict[str, object] = {}
-
-
-def _tuned(name: str) -> object:
-    """``triton.autotune`` around one kernel, made on first use: on the first launch for each
-    (N, d, causal, dtypes) it times every entry of ``AUTOTUNE_CONFIGS[name]`` that compiles (tiles
-    too large for shared memory are skipped) and keeps the fastest."""
-    if name not in _TUNERS:
-        configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-                   for bm, bn, w, s in AUTOTUNE_CONFIGS[name]]
-        _TUNERS[name] = triton.autotune(configs=configs, key=["N", "HEAD_DIM", "CAUSAL"])(_KERNELS[name])
-    return _TUNERS[name]
-
-
-def tuned_configs() -> dict[str, dict[str, str]]:
-    """What the autotuner chose so far in this process: ``{kernel: {"(N, d, causal, dtypes...)": config}}``."""
-    return {name: {str(key): str(cfg) for key, cfg in tuner.cache.items()} for name, tuner in _TUNERS.items()}
+# ---------------------------------------------------------------------------------------------
+# tiles: fixed, or autotuned on the GPU
 
 
 def kernel_config(d: int, dtype: torch.dtype, interpret: bool) -> dict[str, dict[str, int]]:
-    """Fixed block sizes, warps and pipeline stages for the three kernels (no autotuning).
+    """Fixed block sizes, warps and pipeline stages for the forward and backward kernels (no autotuning).
 
-    The interpreter gets 16 x 16 tiles (the smallest ``tl.dot`` accepts, so it runs fast).
-    On the GPU, 16-bit inputs get tiles like those of Triton's tutorial for Hopper-class GPUs
-    (entries of ``AUTOTUNE_CONFIGS``); float32 (for checking) gets the small tiles at the end
-    of each list, so twice-as-wide elements still fit in SRAM.
+    The interpreter gets 16 x 16 tiles (the smallest ``tl.dot`` accepts, so it runs fast). On the
+    GPU: the first entry of each ``autotune.AUTOTUNE_CONFIGS`` list for ``d``'s class; float32
+    (for checking) the last, smallest one, so that twice-as-wide elements still fit.
     """
     if interpret:
         tile = {"BLOCK_M": 16, "BLOCK_N": 16}
-        return {"fwd": dict(tile), "dkdv": dict(tile), "dq": dict(tile)}
-    if dtype == torch.float32:
-        return {name: _as_config(entries[-1]) for name, entries in AUTOTUNE_CONFIGS.items()}
-    wide = 1 if d > 64 else 0   # d = 128: the entries with 8 warps
-    return {name: _as_config(entries[wide]) for name, entries in AUTOTUNE_CONFIGS.items()}
+        return {"fwd": dict(tile), "bwd": dict(tile)}
+    pick = -1 if dtype == torch.float32 else 0
+    return {name: autotune._as_config(autotune.AUTOTUNE_CONFIGS[name][autotune.d_class(d)][pick])
+            for name in ("fwd", "bwd")}
 
 
-_PTR_ARGS = {"Q", "K", "V", "O", "LSE", "DO", "DELTA", "DK", "DV", "DQ"}
+_TUNERS: dict[tuple, object] = {}
+
+
+def _max_shared(device: torch.device) -> int:
+    try:
+        props = triton.runtime.driver.active.utils.get_device_properties(device.index or 0)
+        return int(props["max_shared_mem"])
+    except Exception:  # noqa: BLE001 - any driver without the query: an H100's opt-in limit
+        return 227 * 1024
+
+
+def _tuned(name: str, d: int, dtype: torch.dtype, device: torch.device) -> object:
+    """``triton.autotune`` around one kernel, made on first use for each (kernel, head-dim class, dtype,
+    device): its configurations are ``autotune.prune``'s, and it keys on the bucketed lengths, the head
+    dim and the mask; the backward's dQ accumulator is zeroed before every trial."""
+    key = (name, autotune.d_class(d), dtype, device)
+    if key not in _TUNERS:
+        entries = autotune.prune(name, d, dtype, _max_shared(device))
+        configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+                   for bm, bn, w, s in entries]
+        _TUNERS[key] = triton.autotune(configs=configs, key=["LQ_BUCKET", "LK_BUCKET", "HEAD_DIM", "CAUSAL"],
+                                       reset_to_zero=["DQ_ACC"] if name == "bwd" else None)(KERNELS[name])
+    return _TUNERS[key]
+
+
+def tuned_configs() -> dict[str, dict[str, str]]:
+    """What the autotuner chose so far in this process: ``{kernel/class/dtype: {"(key...)": config}}``."""
+    return {f"{name}/d<={cls}/{str(dtype).removeprefix('torch.')}": {str(k): str(c) for k, c in t.cache.items()}
+            for (name, cls, dtype, _), t in _TUNERS.items()}
+
+
+def _precision(dtype: torch.dtype) -> str:
+    # float32 inputs: exact IEEE products (for checking); 16-bit inputs ignore this
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _run(name: str, args: tuple, rows: int, grid_rest: tuple[int, int], consts: dict, dtype: torch.dtype,
+         device: torch.device, interpret: bool, config: dict | None) -> None:
+    """Launch kernel ``name`` over ``rows`` rows: autotuned when compiled without ``config``, else fixed tiles."""
+    tile = _GRID_ROWS[name]
+    if not interpret and config is None:
+        tuner = _tuned(name, consts["HEAD_DIM"], dtype, device)
+        tuner[lambda meta: (triton.cdiv(rows, meta[tile]), *grid_rest)](*args, **consts)
+        return
+    cfg = dict((config or kernel_config(consts["HEAD_DIM"], dtype, interpret))[name])
+    _launch(name, (triton.cdiv(rows, cfg[tile]), *grid_rest), args, {**consts, **cfg}, interpret)
+
+
+def _like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An empty tensor like ``t`` with ``t``'s memory layout when that has a unit last stride."""
+    out = torch.empty_like(t, dtype=dtype)
+    return out if out.stride(-1) == 1 else torch.empty(t.shape, dtype=dtype or t.dtype, device=t.device)
+
+
+def _strides(t: torch.Tensor) -> tuple[int, int, int]:
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def attn_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sm_scale: float,
+                 interpret: bool = False, config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the forward kernel: ``q: (B, Hq, Lq, d)``, ``k, v: (B, Hkv, Lk, d)`` (unit last stride)
+    -> ``(o: (B, Hq, Lq, d), lse: (B, Hq, Lq) float32)``.
+
+    ``config`` fixes the tiles (as ``kernel_config`` returns them); by default the compiled kernel
+    is autotuned and the interpreter uses 16 x 16 tiles.
+    """
+    B, Hq, Lq, d = q.shape
+    Hkv, Lk = k.shape[1], k.shape[2]
+    o = _like(q)
+    lse = torch.empty((B, Hq, Lq), device=q.device, dtype=torch.float32)
+    args = (q, k, v, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
+            Hq, Hq // Hkv, Lq, Lk, sm_scale * LOG2E, bucket(Lq), bucket(Lk))
+    consts = dict(HEAD_DIM=d, BLOCK_D=autotune.block_d(d), CAUSAL=causal, PRECISION=_precision(q.dtype))
+    _run("fwd", args, Lq, (Hq, B), consts, q.dtype, q.device, interpret, config)
+    return o, lse
+
+
+def attn_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
+                  do: torch.Tensor, causal: bool, sm_scale: float, dlse: torch.Tensor | None = None,
+                  interpret: bool = False, config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the three backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``.
+
+    ``dlse: (B, Hq, Lq)``, the gradient of the returned log-sum-exp, if the caller used it.
+    """
+    B, Hq, Lq, d = q.shape
+    Hkv, Lk = k.shape[1], k.shape[2]
+    if do.stride(-1) != 1:
+        do = do.contiguous()
+    bd = autotune.block_d(d)
+    delta = torch.empty((B, Hq, Lq), device=q.device, dtype=torch.float32)
+    dq_acc = torch.empty((B, Hq, Lq, d), device=q.device, dtype=torch.float32)   # zeroed by the pre-pass
+    dq, dk, dv = _like(q), _like(k), _like(v)
+    rows_pre = 16 if interpret else (64 if bd <= 128 else 32)
+    pre_grid = (triton.cdiv(Lq, rows_pre), Hq, B)
+    has_dlse = dlse is not None
+    dlse_arg = dlse.float().contiguous() if has_dlse else delta
+    # 1. delta = rowsum(dO * O) - dLSE; dq_acc = 0
+    _launch("bwd_pre", pre_grid, (o, do, dlse_arg, delta, dq_acc, *_strides(o), *_strides(do), Hq, Lq),
+            dict(HEAD_DIM=d, BLOCK_D=bd, BLOCK_M=rows_pre, HAS_DLSE=has_dlse, num_warps=4), interpret)
+    # 2. dk, dv per key block; dq accumulated with float32 atomics
+    args = (q, k, v, do, lse, delta, dq_acc, dk, dv, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+            *_strides(dk), *_strides(dv), Hq, Hq // Hkv, Lq, Lk, sm_scale * LOG2E, sm_scale, bucket(Lq), bucket(Lk))
+    consts = dict(HEAD_DIM=d, BLOCK_D=bd, CAUSAL=causal, PRECISION=_precision(q.dtype))
+    _run("bwd", args, Lk, (Hkv, B), consts, q.dtype, q.device, interpret, config)
+    # 3. dq = dq_acc * scale, in q's dtype
+    _launch("bwd_dq", pre_grid, (dq_acc, dq, *_strides(dq), Hq, Lq, sm_scale),
+            dict(HEAD_DIM=d, BLOCK_D=bd, BLOCK_M=rows_pre, num_warps=4), interpret)
+    return dq, dk, dv
+
+
+# ---------------------------------------------------------------------------------------------
+# ahead-of-time compilation and ptxas
+
+
+_PTR_ARGS = {"Q", "K", "V", "O", "DO", "DK", "DV", "DQ"}
+_F32_PTRS = {"LSE", "DELTA", "DQ_ACC", "DLSE"}
 _TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 
 
+def _ptxas(arch: int) -> list[str]:
+    """The ptxas binaries Triton ships, the one its compiler uses for ``arch`` first."""
+    from triton.backends.nvidia import compiler
+
+    first = compiler.get_ptxas(arch).path
+    here = Path(first).parent
+    return [first, *(str(p) for p in sorted(here.glob("ptxas*")) if str(p) != first)]
+
+
+@functools.lru_cache
+def ptxas_version(arch: int = 90) -> str:
+    """``"<name> <release>"`` of the ptxas Triton uses for ``arch`` (e.g. ``ptxas-blackwell 13.4``)."""
+    path = _ptxas(arch)[0]
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
+    release = re.search(r"release ([\d.]+)", out)
+    return f"{Path(path).name} {release.group(1) if release else '?'}"
+
+
+def ptxas_report(ptx: str, arch: int = 90) -> dict[str, object]:
+    """Assemble ``ptx`` with ``ptxas -v`` (Triton's own flags) and read what it reports.
+
+    Returns ``{"registers", "spill_stores", "spill_loads", "stack", "ptxas"}`` (bytes for spills and
+    stack). Tries the ptxas Triton uses for ``arch`` first, then the others it ships, and keeps
+    the first that accepts the PTX's version.
+    """
+    errors = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "kernel.ptx"
+        src.write_text(ptx)
+        for path in _ptxas(arch):
+            cmd = [path, "-lineinfo", "-v", "--regAllocOptLevel=2", f"--gpu-name=sm_{arch}a", str(src),
+                   "-o", str(Path(tmp) / "kernel.cubin")]
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            if run.returncode != 0:
+                errors.append(f"{Path(path).name}: {run.stderr.strip()[-300:]}")
+                continue
+            log = run.stderr + run.stdout
+            regs = re.search(r"Used (\d+) registers", log)
+            spills = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", log)
+            if not (regs and spills):
+                raise RuntimeError(f"could not read ptxas -v's report:\n{log}")
+            return {"registers": int(regs.group(1)), "stack": int(spills.group(1)),
+                    "spill_stores": int(spills.group(2)), "spill_loads": int(spills.group(3)),
+                    "ptxas": Path(path).name}
+    raise RuntimeError("no ptxas shipped with Triton accepts this PTX:\n" + "\n".join(errors))
+
+
 def compile_for_gpu(d: int = 64, dtype: torch.dtype = torch.bfloat16, causal: bool = True, arch: int = 90,
-                    even: bool = True, kernels: tuple[str, ...] = ("fwd", "dkdv", "dq"),
-                    config: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, object]]:
-    """Compile the kernels ahead of time for an NVIDIA architecture (90 = H100), without a GPU.
+                    even: bool = True, kernels: tuple[str, ...] = ("fwd", "bwd"),
+                    config: dict[str, dict[str, int]] | None = None, group: int = 1,
+                    ptxas: bool = False) -> dict[str, dict[str, object]]:
+    """Compile the kernels ahead of time for an NVIDIA architecture (90 = H100/H200), without a GPU.
 
     Uses Triton's own compiler and the ``ptxas`` it ships, with the specialisation a launch on
-    16-byte-aligned tensors gets (and ``N % 16 == 0`` if ``even``). ``config`` gives the tiles,
-    warps and stages per kernel as ``kernel_config`` returns them (its choice by default).
-    Returns, for each of ``kernels`` (``"fwd"``, ``"dkdv"``, ``"dq"``), the bytes of shared
-    memory it needs, its PTX assembly and its launch configuration. Needs Triton >= 3.3 (the
-    ``ASTSource`` API).
+    16-byte-aligned tensors gets (strides, and ``Lq``, ``Lk`` if ``even``, multiples of 16;
+    ``group`` query heads per K/V head, 1 = plain multi-head). ``config`` gives the tiles, warps
+    and stages per kernel as ``kernel_config`` returns them (its choice by default).
+
+    Returns, for each of ``kernels`` (``"fwd"``, ``"bwd"``): ``shared_bytes``, the intermediate
+    languages ``ttir`` and ``ttgir``, the ``ptx``, the launch configuration, and with ``ptxas``
+    the ``ptxas -v`` report (``ptxas_report``). Needs Triton >= 3.3 (the ``ASTSource`` API).
     """
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -421,75 +336,65 @@ def compile_for_gpu(d: int = 64, dtype: torch.dtype = torch.bfloat16, causal: bo
     cfgs = config or kernel_config(d, dtype, interpret=False)
     out = {}
     for name in kernels:
-        kernel = _KERNELS[name]
+        kernel = KERNELS[name]
         cfg = dict(cfgs[name])
         opts = {"num_warps": cfg.pop("num_warps"), "num_stages": cfg.pop("num_stages")}
-        consts = dict(HEAD_DIM=d, CAUSAL=causal, PRECISION=_precision(dtype), **cfg)
+        consts = dict(HEAD_DIM=d, BLOCK_D=autotune.block_d(d), CAUSAL=causal, PRECISION=_precision(dtype), **cfg)
+        if group == 1:
+            consts["GROUP"] = 1          # Triton specialises an int argument equal to 1 into a constant
         sig, attrs = {}, {}
         for i, arg in enumerate(kernel.arg_names):
             if arg in consts:
                 sig[arg] = "constexpr"
-            elif arg in _PTR_ARGS:
-                sig[arg] = "*fp32" if arg in ("LSE", "DELTA") else "*" + _TRITON_TYPES[dtype]
+            elif arg in _PTR_ARGS or arg in _F32_PTRS:
+                sig[arg] = "*fp32" if arg in _F32_PTRS else "*" + _TRITON_TYPES[dtype]
                 attrs[(i,)] = [["tt.divisibility", 16]]
-            elif arg == "N":
-                sig[arg] = "i32"
-                if even:
-                    attrs[(i,)] = [["tt.divisibility", 16]]
-            else:
+            elif arg in ("qk_scale", "sm_scale"):
                 sig[arg] = "fp32"
+            else:                        # strides, head counts, lengths, buckets
+                sig[arg] = "i32"
+                if arg.startswith("s") or arg.endswith("BUCKET") or (even and arg in ("Lq", "Lk")):
+                    attrs[(i,)] = [["tt.divisibility", 16]]
         try:
             src = ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
         except TypeError as err:  # older Triton: a different ahead-of-time API
             raise RuntimeError(f"compile_for_gpu needs Triton >= 3.3 ({err})") from None
-        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=opts)
-        out[name] = {"shared_bytes": int(compiled.metadata.shared), "ptx": compiled.asm["ptx"], **opts, **cfg}
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                                  options={**opts, "enable_fp_fusion": True})
+        info = {"shared_bytes": int(compiled.metadata.shared), "ptx": compiled.asm["ptx"],
+                "ttir": compiled.asm["ttir"], "ttgir": compiled.asm["ttgir"], **opts, **cfg}
+        if ptxas:
+            info["ptxas"] = ptxas_report(info["ptx"], arch)
+        out[name] = info
     return out
 
 
-def _precision(dtype: torch.dtype) -> str:
-    # float32 inputs: exact IEEE products (for checking); 16-bit inputs ignore this
-    return "ieee" if dtype == torch.float32 else "tf32"
+def dots_per_loop(ir: str, op: str = "tt.dot") -> list[int]:
+    """How many ``op`` operations each innermost ``scf.for`` loop of an MLIR text (TTIR, TTGIR) holds,
+    in the order the loops close.
 
-
-def _run(name: str, args: tuple, n: int, batch_heads: int, consts: dict, interpret: bool,
-         config: dict | None) -> None:
-    """Launch kernel ``name`` over ``n`` rows: autotuned when compiled without ``config``, else fixed tiles."""
-    rows = _GRID_ROWS[name]
-    if not interpret and config is None:
-        _tuned(name)[lambda meta: (triton.cdiv(n, meta[rows]), batch_heads)](*args, **consts)
-        return
-    cfg = dict((config or kernel_config(consts["HEAD_DIM"], args[0].dtype, interpret))[name])
-    _launch(_KERNELS[name], (triton.cdiv(n, cfg[rows]), batch_heads), args, {**consts, **cfg}, interpret)
-
-
-def attn_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sm_scale: float,
-                 interpret: bool = False, config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch the forward kernel: ``q, k, v: (B, H, N, d)`` contiguous -> ``(o: (B, H, N, d), lse: (B, H, N))``.
-
-    ``config`` fixes the tiles (as ``kernel_config`` returns them); by default the compiled kernel
-    is autotuned and the interpreter uses 16 x 16 tiles. No input checks here:
-    ``attnkit.flash.api.flash_attention`` validates first.
-    """
-    B, H, N, d = q.shape
-    o = torch.empty_like(q)
-    lse = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
-    consts = dict(HEAD_DIM=d, CAUSAL=causal, PRECISION=_precision(q.dtype))
-    _run("fwd", (q, k, v, o, lse, N, sm_scale * LOG2E), N, B * H, consts, interpret, config)
-    return o, lse
-
-
-def attn_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
-                  do: torch.Tensor, causal: bool, sm_scale: float, interpret: bool = False,
-                  config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the backward kernels; returns ``(dq, dk, dv)``, each ``(B, H, N, d)`` like ``q``."""
-    B, H, N, d = q.shape
-    do = do.contiguous()
-    # delta_i = sum_c dO_ic O_ic: (B, H, N), float32
-    delta = (do.float() * o.float()).sum(-1).contiguous()
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    common = (N, sm_scale * LOG2E, sm_scale)
-    consts = dict(HEAD_DIM=d, CAUSAL=causal, PRECISION=_precision(q.dtype))
-    _run("dkdv", (q, k, v, do, lse, delta, dk, dv, *common), N, B * H, consts, interpret, config)
-    _run("dq", (q, k, v, do, lse, delta, dq, *common), N, B * H, consts, interpret, config)
-    return dq, dk, dv
+    The kernels call their tile loops several times (unmasked and masked), so a kernel's IR has one
+    loop per call; each must hold the kernel's GEMMs per tile. A region opens at a line ending in
+    ``{`` and closes at a line starting with ``}`` (MLIR's printed form)."""
+    counts: list[int] = []
+    frames: list[list] = []                  # [is a loop, ops counted, holds an inner loop]
+    pattern = re.compile(rf"\b{re.escape(op)}\b")
+    for line in ir.splitlines():
+        text = line.strip()
+        if text.startswith("}") and frames:
+            is_loop, n, inner = frames.pop()
+            if is_loop and not inner:
+                counts.append(n)
+        if text.endswith("{"):
+            is_loop = bool(re.search(r"\bscf\.for\b", text)) and not text.startswith("}")
+            if is_loop:
+                for frame in frames:
+                    if frame[0]:
+                        frame[2] = True
+            frames.append([is_loop, 0, False])
+        elif pattern.search(text):
+            for frame in reversed(frames):
+                if frame[0]:
+                    frame[1] += 1
+                    break
+    return counts
