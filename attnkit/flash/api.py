@@ -84,7 +84,7 @@ def _check(q: object, k: object, v: object, causal: object, softmax_scale: objec
         raise TypeError(f"q, k, v must be float16, bfloat16 or float32; got dtype {q.dtype}")
     if q.device.type not in ("cpu", "cuda"):
         raise ValueError(f"q, k, v must be on a CPU or CUDA device; got {q.device}")
-    B, Hq, Lq, d = q.shape
+    B, Hq, _, d = q.shape
     if k.shape != v.shape:
         raise ValueError(f"k and v must have the same shape (B, Hkv, Lk, d); got k: {shape_str(k)}, "
                          f"v: {shape_str(v)}")

@@ -4,9 +4,9 @@ Each kernel (``"fwd"``: the forward; ``"bwd"``: the main backward kernel) has, p
 class (the tile width ``BLOCK_D``: up to 64, 128, or 256), a list of configurations
 ``(BLOCK_M, BLOCK_N, num_warps, num_stages)``. ``CANDIDATES`` are all those tried;
 ``AUTOTUNE_CONFIGS`` keeps the ones whose sm_90 code spills no register in any of the swept
-cases (d = 64 and 128, and 256 for its class; causal and not; bf16 and fp16), as reported by
-``ptxas -v``. The sweep is one command, and its JSON is committed (the chapter's compile table
-is drawn from it)::
+cases (d = 64 and 128, and 256 for its class; causal and not; bf16 and fp16; with TMA
+descriptors and with pointers), as reported by ``ptxas -v``. The sweep is one command, and
+its JSON is committed (the chapter's compile table is drawn from it)::
 
     python -m attnkit.flash.autotune --out attnkit/data/flash
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import itertools
 import json
 import platform
 from pathlib import Path
@@ -37,17 +38,13 @@ Entry = tuple[int, int, int, int]   # (BLOCK_M, BLOCK_N, num_warps, num_stages)
 # chip), BLOCK_M query rows per step.
 CANDIDATES: dict[str, dict[int, tuple[Entry, ...]]] = {
     "fwd": {
-        64: ((128, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 3), (128, 64, 8, 3), (128, 32, 4, 4),
-             (64, 64, 4, 3), (64, 32, 4, 2)),
-        128: ((128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (128, 32, 4, 3), (64, 64, 4, 3),
-              (64, 32, 4, 2)),
+        64: ((128, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 3)),
+        128: ((128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (128, 32, 4, 3), (64, 32, 4, 2)),
         256: ((128, 32, 8, 2), (64, 64, 8, 2), (64, 32, 4, 2), (32, 32, 4, 2)),
     },
     "bwd": {
-        64: ((64, 128, 8, 2), (64, 128, 8, 3), (128, 128, 8, 2), (32, 128, 4, 3), (64, 64, 4, 3),
-             (32, 64, 4, 2)),
-        128: ((64, 128, 8, 2), (32, 128, 8, 3), (64, 64, 8, 2), (64, 64, 4, 2), (32, 64, 4, 2),
-              (32, 32, 4, 2)),
+        64: ((64, 128, 8, 2), (128, 128, 8, 2), (32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2)),
+        128: ((64, 128, 8, 2), (32, 128, 8, 3), (64, 64, 8, 2), (64, 64, 4, 2), (32, 64, 4, 2)),
         256: ((32, 64, 8, 2), (64, 64, 8, 1), (32, 32, 4, 2), (16, 32, 4, 2)),
     },
 }
@@ -118,8 +115,9 @@ def sweep(names: tuple[str, ...] = ("fwd", "bwd"), classes: tuple[int, ...] = (6
           progress: bool = True) -> dict:
     """Compile every candidate for sm_``arch`` and read registers, spills and shared memory.
 
-    For each kernel, head-dim class, head dim of ``SWEEP_DIMS``, causal or not and dtype of
-    ``SWEEP_DTYPES``, one row: ``{"kernel", "entry", "d", "causal", "dtype", "registers",
+    For each kernel, head-dim class, head dim of ``SWEEP_DIMS``, causal or not, dtype of
+    ``SWEEP_DTYPES`` and variant (TMA descriptors, what sm_90 runs on aligned tensors; pointers
+    otherwise), one row: ``{"kernel", "entry", "d", "causal", "dtype", "variant", "registers",
     "spill_stores", "spill_loads", "stack", "shared_bytes", "shared_estimate"}``.
     """
     from attnkit.flash.triton_kernel import compile_for_gpu, ptxas_version
@@ -129,20 +127,19 @@ def sweep(names: tuple[str, ...] = ("fwd", "bwd"), classes: tuple[int, ...] = (6
     for name in names:
         for cls in classes:
             for entry in todo[name].get(cls, ()):
-                for d in SWEEP_DIMS[cls]:
-                    for causal in (False, True):
-                        for dtype in SWEEP_DTYPES:
-                            info = compile_for_gpu(d=d, dtype=dtype, causal=causal, arch=arch, kernels=(name,),
-                                                   config={name: _as_config(entry)}, ptxas=True)[name]
-                            row = {"kernel": name, "entry": list(entry), "d": d, "causal": causal,
-                                   "dtype": str(dtype).removeprefix("torch."), **info["ptxas"],
-                                   "shared_bytes": info["shared_bytes"],
-                                   "shared_estimate": shared_bytes(name, entry, d)}
-                            rows.append(row)
-                            if progress:
-                                print(f"{name} {entry} d={d} causal={causal!s:5} {row['dtype']}: "
-                                      f"{row['registers']} regs, {row['spill_stores']} B spill stores, "
-                                      f"{row['shared_bytes'] // 1024} KB shared", flush=True)
+                for d, causal, dtype, tma in itertools.product(SWEEP_DIMS[cls], (False, True), SWEEP_DTYPES,
+                                                               (True, False)):
+                    info = compile_for_gpu(d=d, dtype=dtype, causal=causal, arch=arch, kernels=(name,),
+                                           config={name: _as_config(entry)}, ptxas=True, tma=tma)[name]
+                    row = {"kernel": name, "entry": list(entry), "d": d, "causal": causal,
+                           "dtype": str(dtype).removeprefix("torch."), "variant": "tma" if tma else "pointer",
+                           **info["ptxas"], "shared_bytes": info["shared_bytes"],
+                           "shared_estimate": shared_bytes(name, entry, d)}
+                    rows.append(row)
+                    if progress:
+                        print(f"{name} {entry} d={d} causal={causal!s:5} {row['dtype']} {row['variant']:>7}: "
+                              f"{row['registers']} regs, {row['spill_stores']} B spill stores, "
+                              f"{row['shared_bytes'] // 1024} KB shared", flush=True)
     return {"provenance": {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                            "triton": _triton_version(), "torch": torch.__version__, "ptxas": ptxas_version(arch),
                            "arch": f"sm_{arch}a", "python": platform.python_version(),

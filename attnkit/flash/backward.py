@@ -16,6 +16,9 @@ around it, three launches in all:
 
 3. ``_bwd_dq_convert``: ``dq = dq_acc * scale``, cast to the input dtype.
 
+``Q, K, V, DO, DK, DV`` are TMA descriptors or pointers as in ``attnkit.flash.forward`` (``TMA``);
+the float32 rows (``LSE``, ``DELTA``, ``DQ_ACC``) are always pointers.
+
 Why atomics: the other layout, Triton's tutorial's (a dK/dV pass and a separate dQ pass over the
 tiles), recomputes ``s`` and ``dp`` in the dQ pass: seven GEMMs per tile instead of five. The
 price of five is that float32 additions into dQ arrive in whatever order the GPU schedules
@@ -31,11 +34,12 @@ dK (``* scale``) and dQ (in the conversion pass); K is never rescaled or rounded
 import triton
 import triton.language as tl
 
-from attnkit.flash.forward import _load_tile
+from attnkit.flash.forward import _load_rows, _store_rows
 
 __all__ = ["BACKWARD_GEMMS"]
 
 BACKWARD_GEMMS = 5   # tl.dot calls per (key block, query block) tile of _attn_bwd; tests count them in the IR
+
 
 @triton.jit
 def _bwd_preprocess(O, DO, DLSE, DELTA, DQ_ACC,
@@ -61,11 +65,11 @@ def _bwd_preprocess(O, DO, DLSE, DELTA, DQ_ACC,
     tl.store(DQ_ACC + row[:, None] * HEAD_DIM + offs_d[None, :], tl.zeros([BLOCK_M, BLOCK_D], tl.float32), mask=ok)
 
 @triton.jit
-def _bwd_tiles(dk, dv, k, v, q_ptr, do_ptr, dq_ptr, lse_ptr, delta_ptr, sqm, sdom,
+def _bwd_tiles(dk, dv, k, v, Q, DO, dq_ptr, lse_ptr, delta_ptr, b, h, sqb, sqh, sqm, sdob, sdoh, sdom,
                offs_n, lo, hi, Lq, Lk, diag, qk_scale,
                HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
-               MASKED: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
-    """Stream query blocks ``[lo, hi)`` of one query head past one key tile: accumulate its ``dk``, ``dv`` and
+               MASKED: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
+    """Stream query blocks ``[lo, hi)`` of query head ``h`` past one key tile: accumulate its ``dk``, ``dv`` and
     add each tile's share of ``dq`` into the float32 accumulator."""
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -73,9 +77,8 @@ def _bwd_tiles(dk, dv, k, v, q_ptr, do_ptr, dq_ptr, lse_ptr, delta_ptr, sqm, sdo
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + offs_m0
         rows_ok = offs_m[:, None] < Lq
-        q = _load_tile(q_ptr + offs_m[:, None] * sqm + offs_d[None, :], rows_ok, d_ok, MASKED, HEAD_DIM != BLOCK_D)
-        do = _load_tile(do_ptr + offs_m[:, None] * sdom + offs_d[None, :], rows_ok, d_ok, MASKED,
-                        HEAD_DIM != BLOCK_D)
+        q = _load_rows(Q, b, h, start_m, sqb, sqh, sqm, Lq, BLOCK_M, HEAD_DIM, BLOCK_D, MASKED, TMA)      # (BM, d)
+        do = _load_rows(DO, b, h, start_m, sdob, sdoh, sdom, Lq, BLOCK_M, HEAD_DIM, BLOCK_D, MASKED, TMA)  # (BM, d)
         if MASKED:
             lse = tl.load(lse_ptr + offs_m, mask=offs_m < Lq, other=0.0)
             delta = tl.load(delta_ptr + offs_m, mask=offs_m < Lq, other=0.0)
@@ -106,26 +109,22 @@ def _bwd_tiles(dk, dv, k, v, q_ptr, do_ptr, dq_ptr, lse_ptr, delta_ptr, sqm, sdo
             tl.atomic_add(dq_ptrs, dq, sem="relaxed")
     return dk, dv
 
+
 @triton.jit
 def _attn_bwd(Q, K, V, DO, LSE, DELTA, DQ_ACC, DK, DV,
               sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
               sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
               H, GROUP, Lq, Lk, qk_scale, sm_scale, LQ_BUCKET, LK_BUCKET,
               HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-              CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
+              CAUSAL: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
     # -- phase 0: this program owns keys [start_n, start_n + BLOCK_N) of one (batch, K/V head)
     start_n = tl.program_id(0) * BLOCK_N
-    off_hk = tl.program_id(1).to(tl.int64)
-    off_b = tl.program_id(2).to(tl.int64)
+    off_hk = tl.program_id(1)
+    off_b = tl.program_id(2)
     offs_n = start_n + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    keys_ok = offs_n[:, None] < Lk
-    d_ok = offs_d[None, :] < HEAD_DIM
     # -- phase 1: load k, v: stay on chip; dk, dv accumulate in registers over the whole group
-    k = _load_tile(K + off_b * skb + off_hk * skh + offs_n[:, None] * skn + offs_d[None, :], keys_ok, d_ok,
-                   True, HEAD_DIM != BLOCK_D)
-    v = _load_tile(V + off_b * svb + off_hk * svh + offs_n[:, None] * svn + offs_d[None, :], keys_ok, d_ok,
-                   True, HEAD_DIM != BLOCK_D)
+    k = _load_rows(K, off_b, off_hk, start_n, skb, skh, skn, Lk, BLOCK_N, HEAD_DIM, BLOCK_D, True, TMA)
+    v = _load_rows(V, off_b, off_hk, start_n, svb, svh, svn, Lk, BLOCK_N, HEAD_DIM, BLOCK_D, True, TMA)
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     # query blocks: [lo, full) straddle the diagonal (causal: rows that see none of these keys are skipped),
@@ -144,24 +143,21 @@ def _attn_bwd(Q, K, V, DO, LSE, DELTA, DQ_ACC, DK, DV,
     # -- phase 2: for each query head of the group, stream its query blocks, recomputing p^T tile by tile
     for g in range(0, GROUP):
         off_h = off_hk * GROUP + g
-        q_ptr = Q + off_b * sqb + off_h * sqh
-        do_ptr = DO + off_b * sdob + off_h * sdoh
-        row0 = (off_b * H + off_h) * Lq               # this head's rows of lse, delta and the dq accumulator
+        row0 = (off_b.to(tl.int64) * H + off_h) * Lq  # this head's rows of lse, delta and the dq accumulator
         dq_ptr = DQ_ACC + row0 * HEAD_DIM
-        dk, dv = _bwd_tiles(dk, dv, k, v, q_ptr, do_ptr, dq_ptr, LSE + row0, DELTA + row0, sqm, sdom,
-                            offs_n, lo, full, Lq, Lk, diag, qk_scale, HEAD_DIM, BLOCK_D, BLOCK_M, True, CAUSAL,
-                            PRECISION)
-        dk, dv = _bwd_tiles(dk, dv, k, v, q_ptr, do_ptr, dq_ptr, LSE + row0, DELTA + row0, sqm, sdom,
-                            offs_n, full, tail, Lq, Lk, diag, qk_scale, HEAD_DIM, BLOCK_D, BLOCK_M, False, CAUSAL,
-                            PRECISION)
-        dk, dv = _bwd_tiles(dk, dv, k, v, q_ptr, do_ptr, dq_ptr, LSE + row0, DELTA + row0, sqm, sdom,
-                            offs_n, tl.maximum(full, tail), Lq, Lq, Lk, diag, qk_scale, HEAD_DIM, BLOCK_D, BLOCK_M,
-                            True, CAUSAL, PRECISION)
+        dk, dv = _bwd_tiles(dk, dv, k, v, Q, DO, dq_ptr, LSE + row0, DELTA + row0, off_b, off_h, sqb, sqh, sqm,
+                            sdob, sdoh, sdom, offs_n, lo, full, Lq, Lk, diag, qk_scale,
+                            HEAD_DIM, BLOCK_D, BLOCK_M, True, CAUSAL, PRECISION, TMA)
+        dk, dv = _bwd_tiles(dk, dv, k, v, Q, DO, dq_ptr, LSE + row0, DELTA + row0, off_b, off_h, sqb, sqh, sqm,
+                            sdob, sdoh, sdom, offs_n, full, tail, Lq, Lk, diag, qk_scale,
+                            HEAD_DIM, BLOCK_D, BLOCK_M, False, CAUSAL, PRECISION, TMA)
+        dk, dv = _bwd_tiles(dk, dv, k, v, Q, DO, dq_ptr, LSE + row0, DELTA + row0, off_b, off_h, sqb, sqh, sqm,
+                            sdob, sdoh, sdom, offs_n, tl.maximum(full, tail), Lq, Lq, Lk, diag, qk_scale,
+                            HEAD_DIM, BLOCK_D, BLOCK_M, True, CAUSAL, PRECISION, TMA)
     # -- epilogue: write dk (times the softmax scale) and dv
-    tl.store(DK + off_b * sdkb + off_hk * sdkh + offs_n[:, None] * sdkn + offs_d[None, :],
-             (dk * sm_scale).to(DK.dtype.element_ty), mask=keys_ok & d_ok)
-    tl.store(DV + off_b * sdvb + off_hk * sdvh + offs_n[:, None] * sdvn + offs_d[None, :],
-             dv.to(DV.dtype.element_ty), mask=keys_ok & d_ok)
+    _store_rows(DK, dk * sm_scale, off_b, off_hk, start_n, sdkb, sdkh, sdkn, Lk, BLOCK_N, HEAD_DIM, BLOCK_D, TMA)
+    _store_rows(DV, dv, off_b, off_hk, start_n, sdvb, sdvh, sdvn, Lk, BLOCK_N, HEAD_DIM, BLOCK_D, TMA)
+
 
 @triton.jit
 def _bwd_dq_convert(DQ_ACC, DQ, sdqb, sdqh, sdqm, H, Lq, sm_scale,

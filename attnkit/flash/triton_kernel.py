@@ -22,6 +22,7 @@ No input checks here: ``attnkit.flash.api.flash_attention`` validates first.
 # No ``from __future__ import annotations``: see attnkit/flash/forward.py.
 import contextlib
 import functools
+import os
 import re
 import subprocess
 import sys
@@ -38,8 +39,13 @@ from attnkit.flash.autotune import bucket
 from attnkit.flash.backward import _attn_bwd, _bwd_dq_convert, _bwd_preprocess
 from attnkit.flash.forward import LOG2E, _attn_fwd
 
-__all__ = ["KERNELS", "attn_backward", "attn_forward", "compile_for_gpu", "interpreted", "kernel_config",
-           "ptxas_report", "ptxas_version", "tuned_configs"]
+try:  # host-side TMA descriptors (Triton >= 3.4)
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # pragma: no cover - older Triton: the pointer path only
+    TensorDescriptor = None
+
+__all__ = ["KERNELS", "attn_backward", "attn_forward", "compile_for_gpu", "dots_per_loop", "interpreted",
+           "kernel_config", "ptxas_report", "ptxas_version", "tma_available", "tuned_configs"]
 
 KERNELS = {"fwd": _attn_fwd, "bwd": _attn_bwd, "bwd_pre": _bwd_preprocess, "bwd_dq": _bwd_dq_convert}
 _GRID_ROWS = {"fwd": "BLOCK_M", "bwd": "BLOCK_N"}     # the tile each program owns
@@ -148,33 +154,62 @@ def kernel_config(d: int, dtype: torch.dtype, interpret: bool) -> dict[str, dict
 
 _TUNERS: dict[tuple, object] = {}
 
+# TMA: which tensors of each kernel become descriptors, and the tile (rows) of their block
+_DESC_ROWS = {"fwd": {"Q": "BLOCK_M", "O": "BLOCK_M", "K": "BLOCK_N", "V": "BLOCK_N"},
+              "bwd": {"Q": "BLOCK_M", "DO": "BLOCK_M", "K": "BLOCK_N", "V": "BLOCK_N", "DK": "BLOCK_N",
+                      "DV": "BLOCK_N"}}
+
+
+def tma_available(device: torch.device) -> bool:
+    """Whether the compiled kernels can use TMA descriptors on ``device``: a CUDA GPU of compute
+    capability >= 9 (Hopper) and a Triton with ``triton.tools.tensor_descriptor``; not if
+    ``ATTNKIT_FLASH_TMA=0`` is set."""
+    if os.environ.get("ATTNKIT_FLASH_TMA", "1") == "0" or TensorDescriptor is None or device.type != "cuda":
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def _tma_aligned(*tensors: torch.Tensor) -> bool:
+    """TMA needs a 16-byte-aligned base and positive strides that are multiples of 16 bytes (but the last)."""
+    return all(t.data_ptr() % 16 == 0 and all(s > 0 and s * t.element_size() % 16 == 0 for s in t.stride()[:-1])
+               for t in tensors)
+
+
+def _block_shapes(name: str):
+    """A pre-hook that gives each TMA descriptor of kernel ``name`` the block of the configuration being run."""
+    def hook(nargs: dict) -> None:
+        for arg, rows in _DESC_ROWS[name].items():
+            if TensorDescriptor is not None and isinstance(nargs[arg], TensorDescriptor):
+                nargs[arg].block_shape = [1, 1, nargs[rows], nargs["BLOCK_D"]]
+    return hook
+
 
 def _max_shared(device: torch.device) -> int:
     try:
         props = triton.runtime.driver.active.utils.get_device_properties(device.index or 0)
         return int(props["max_shared_mem"])
-    except Exception:  # noqa: BLE001 - any driver without the query: an H100's opt-in limit
+    except Exception:  # any driver without the query: an H100's opt-in limit
         return 227 * 1024
 
 
-def _tuned(name: str, d: int, dtype: torch.dtype, device: torch.device) -> object:
+def _tuned(name: str, d: int, dtype: torch.dtype, device: torch.device, tma: bool) -> object:
     """``triton.autotune`` around one kernel, made on first use for each (kernel, head-dim class, dtype,
-    device): its configurations are ``autotune.prune``'s, and it keys on the bucketed lengths, the head
-    dim and the mask; the backward's dQ accumulator is zeroed before every trial."""
-    key = (name, autotune.d_class(d), dtype, device)
+    device, TMA or not): its configurations are ``autotune.prune``'s, and it keys on the bucketed lengths,
+    the head dim and the mask; the backward's dQ accumulator is zeroed before every trial."""
+    key = (name, autotune.d_class(d), dtype, device, tma)
     if key not in _TUNERS:
         entries = autotune.prune(name, d, dtype, _max_shared(device))
-        configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-                   for bm, bn, w, s in entries]
+        configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s,
+                                 pre_hook=_block_shapes(name) if tma else None) for bm, bn, w, s in entries]
         _TUNERS[key] = triton.autotune(configs=configs, key=["LQ_BUCKET", "LK_BUCKET", "HEAD_DIM", "CAUSAL"],
                                        reset_to_zero=["DQ_ACC"] if name == "bwd" else None)(KERNELS[name])
     return _TUNERS[key]
 
 
 def tuned_configs() -> dict[str, dict[str, str]]:
-    """What the autotuner chose so far in this process: ``{kernel/class/dtype: {"(key...)": config}}``."""
-    return {f"{name}/d<={cls}/{str(dtype).removeprefix('torch.')}": {str(k): str(c) for k, c in t.cache.items()}
-            for (name, cls, dtype, _), t in _TUNERS.items()}
+    """What the autotuner chose so far in this process: ``{kernel/class/dtype[/tma]: {"(key...)": config}}``."""
+    return {f"{name}/d<={cls}/{str(dtype).removeprefix('torch.')}{'/tma' if tma else ''}":
+            {str(k): str(c) for k, c in t.cache.items()} for (name, cls, dtype, _, tma), t in _TUNERS.items()}
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -182,16 +217,31 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _run(name: str, args: tuple, rows: int, grid_rest: tuple[int, int], consts: dict, dtype: torch.dtype,
-         device: torch.device, interpret: bool, config: dict | None) -> None:
-    """Launch kernel ``name`` over ``rows`` rows: autotuned when compiled without ``config``, else fixed tiles."""
+def _use_tma(tma: bool | None, interpret: bool, *tensors: torch.Tensor) -> bool:
+    if tma is None:   # automatic: compiled, on Hopper or later, with aligned strides
+        return not interpret and tma_available(tensors[0].device) and _tma_aligned(*tensors)
+    if tma and (TensorDescriptor is None or not _tma_aligned(*tensors)):
+        raise ValueError("tma=True needs triton.tools.tensor_descriptor and 16-byte-aligned strides")
+    return tma
+
+
+def _run(name: str, kwargs: dict, rows: int, grid_rest: tuple[int, int], dtype: torch.dtype,
+         device: torch.device, interpret: bool, config: dict | None, tma: bool) -> None:
+    """Launch kernel ``name`` over ``rows`` rows: autotuned when compiled without ``config``, else fixed tiles.
+    With ``tma``, the tensors of ``_DESC_ROWS[name]`` are passed as 4-D TMA descriptors."""
+    if tma:
+        kwargs = {**kwargs, **{arg: TensorDescriptor(t, list(t.shape), list(t.stride()), [1, 1, 16, 16])
+                               for arg, t in kwargs.items() if arg in _DESC_ROWS[name]}}
+    kwargs["TMA"] = tma
     tile = _GRID_ROWS[name]
     if not interpret and config is None:
-        tuner = _tuned(name, consts["HEAD_DIM"], dtype, device)
-        tuner[lambda meta: (triton.cdiv(rows, meta[tile]), *grid_rest)](*args, **consts)
+        tuner = _tuned(name, kwargs["HEAD_DIM"], dtype, device, tma)
+        tuner[lambda meta: (triton.cdiv(rows, meta[tile]), *grid_rest)](**kwargs)
         return
-    cfg = dict((config or kernel_config(consts["HEAD_DIM"], dtype, interpret))[name])
-    _launch(name, (triton.cdiv(rows, cfg[tile]), *grid_rest), args, {**consts, **cfg}, interpret)
+    cfg = dict((config or kernel_config(kwargs["HEAD_DIM"], dtype, interpret))[name])
+    meta = {**kwargs, **cfg}
+    _block_shapes(name)(meta)
+    _launch(name, (triton.cdiv(rows, cfg[tile]), *grid_rest), (), meta, interpret)
 
 
 def _like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -200,35 +250,44 @@ def _like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     return out if out.stride(-1) == 1 else torch.empty(t.shape, dtype=dtype or t.dtype, device=t.device)
 
 
-def _strides(t: torch.Tensor) -> tuple[int, int, int]:
-    return t.stride(0), t.stride(1), t.stride(2)
+def _strides(prefix: str, t: torch.Tensor) -> dict[str, int]:
+    """``{prefix+"b": stride(0), prefix+"h": stride(1), prefix+row: stride(2)}`` with the kernels' names."""
+    row = {"sq": "m", "so": "m", "sdo": "m", "sdq": "m"}.get(prefix, "n")
+    return {prefix + "b": t.stride(0), prefix + "h": t.stride(1), prefix + row: t.stride(2)}
 
 
 def attn_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sm_scale: float,
-                 interpret: bool = False, config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 interpret: bool = False, config: dict | None = None,
+                 tma: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward kernel: ``q: (B, Hq, Lq, d)``, ``k, v: (B, Hkv, Lk, d)`` (unit last stride)
     -> ``(o: (B, Hq, Lq, d), lse: (B, Hq, Lq) float32)``.
 
     ``config`` fixes the tiles (as ``kernel_config`` returns them); by default the compiled kernel
-    is autotuned and the interpreter uses 16 x 16 tiles.
+    is autotuned and the interpreter uses 16 x 16 tiles. ``tma``: ``None`` uses TMA descriptors
+    where ``tma_available`` and the strides allow, ``True`` forces them (the interpreter runs them
+    too), ``False`` uses pointers.
     """
     B, Hq, Lq, d = q.shape
     Hkv, Lk = k.shape[1], k.shape[2]
     o = _like(q)
     lse = torch.empty((B, Hq, Lq), device=q.device, dtype=torch.float32)
-    args = (q, k, v, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
-            Hq, Hq // Hkv, Lq, Lk, sm_scale * LOG2E, bucket(Lq), bucket(Lk))
-    consts = dict(HEAD_DIM=d, BLOCK_D=autotune.block_d(d), CAUSAL=causal, PRECISION=_precision(q.dtype))
-    _run("fwd", args, Lq, (Hq, B), consts, q.dtype, q.device, interpret, config)
+    use_tma = _use_tma(tma, interpret, q, k, v, o)
+    kwargs = dict(Q=q, K=k, V=v, O=o, LSE=lse, **_strides("sq", q), **_strides("sk", k), **_strides("sv", v),
+                  **_strides("so", o), H=Hq, GROUP=Hq // Hkv, Lq=Lq, Lk=Lk, qk_scale=sm_scale * LOG2E,
+                  LQ_BUCKET=bucket(Lq), LK_BUCKET=bucket(Lk), HEAD_DIM=d, BLOCK_D=autotune.block_d(d),
+                  CAUSAL=causal, PRECISION=_precision(q.dtype))
+    _run("fwd", kwargs, Lq, (Hq, B), q.dtype, q.device, interpret, config, use_tma)
     return o, lse
 
 
 def attn_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
                   do: torch.Tensor, causal: bool, sm_scale: float, dlse: torch.Tensor | None = None,
-                  interpret: bool = False, config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  interpret: bool = False, config: dict | None = None,
+                  tma: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the three backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``.
 
-    ``dlse: (B, Hq, Lq)``, the gradient of the returned log-sum-exp, if the caller used it.
+    ``dlse: (B, Hq, Lq)``, the gradient of the returned log-sum-exp, if the caller used it;
+    ``config`` and ``tma`` as for ``attn_forward``.
     """
     B, Hq, Lq, d = q.shape
     Hkv, Lk = k.shape[1], k.shape[2]
@@ -243,15 +302,18 @@ def attn_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Te
     has_dlse = dlse is not None
     dlse_arg = dlse.float().contiguous() if has_dlse else delta
     # 1. delta = rowsum(dO * O) - dLSE; dq_acc = 0
-    _launch("bwd_pre", pre_grid, (o, do, dlse_arg, delta, dq_acc, *_strides(o), *_strides(do), Hq, Lq),
+    _launch("bwd_pre", pre_grid, (o, do, dlse_arg, delta, dq_acc, *o.stride()[:3], *do.stride()[:3], Hq, Lq),
             dict(HEAD_DIM=d, BLOCK_D=bd, BLOCK_M=rows_pre, HAS_DLSE=has_dlse, num_warps=4), interpret)
     # 2. dk, dv per key block; dq accumulated with float32 atomics
-    args = (q, k, v, do, lse, delta, dq_acc, dk, dv, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
-            *_strides(dk), *_strides(dv), Hq, Hq // Hkv, Lq, Lk, sm_scale * LOG2E, sm_scale, bucket(Lq), bucket(Lk))
-    consts = dict(HEAD_DIM=d, BLOCK_D=bd, CAUSAL=causal, PRECISION=_precision(q.dtype))
-    _run("bwd", args, Lk, (Hkv, B), consts, q.dtype, q.device, interpret, config)
+    use_tma = _use_tma(tma, interpret, q, k, v, do, dk, dv)
+    kwargs = dict(Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DQ_ACC=dq_acc, DK=dk, DV=dv,
+                  **_strides("sq", q), **_strides("sk", k), **_strides("sv", v), **_strides("sdo", do),
+                  **_strides("sdk", dk), **_strides("sdv", dv), H=Hq, GROUP=Hq // Hkv, Lq=Lq, Lk=Lk,
+                  qk_scale=sm_scale * LOG2E, sm_scale=sm_scale, LQ_BUCKET=bucket(Lq), LK_BUCKET=bucket(Lk),
+                  HEAD_DIM=d, BLOCK_D=bd, CAUSAL=causal, PRECISION=_precision(q.dtype))
+    _run("bwd", kwargs, Lk, (Hkv, B), q.dtype, q.device, interpret, config, use_tma)
     # 3. dq = dq_acc * scale, in q's dtype
-    _launch("bwd_dq", pre_grid, (dq_acc, dq, *_strides(dq), Hq, Lq, sm_scale),
+    _launch("bwd_dq", pre_grid, (dq_acc, dq, *dq.stride()[:3], Hq, Lq, sm_scale),
             dict(HEAD_DIM=d, BLOCK_D=bd, BLOCK_M=rows_pre, num_warps=4), interpret)
     return dq, dk, dv
 
@@ -315,13 +377,15 @@ def ptxas_report(ptx: str, arch: int = 90) -> dict[str, object]:
 def compile_for_gpu(d: int = 64, dtype: torch.dtype = torch.bfloat16, causal: bool = True, arch: int = 90,
                     even: bool = True, kernels: tuple[str, ...] = ("fwd", "bwd"),
                     config: dict[str, dict[str, int]] | None = None, group: int = 1,
-                    ptxas: bool = False) -> dict[str, dict[str, object]]:
+                    ptxas: bool = False, tma: bool = False) -> dict[str, dict[str, object]]:
     """Compile the kernels ahead of time for an NVIDIA architecture (90 = H100/H200), without a GPU.
 
     Uses Triton's own compiler and the ``ptxas`` it ships, with the specialisation a launch on
     16-byte-aligned tensors gets (strides, and ``Lq``, ``Lk`` if ``even``, multiples of 16;
     ``group`` query heads per K/V head, 1 = plain multi-head). ``config`` gives the tiles, warps
-    and stages per kernel as ``kernel_config`` returns them (its choice by default).
+    and stages per kernel as ``kernel_config`` returns them (its choice by default). ``tma``
+    compiles the variant a Hopper GPU runs on 16-byte-aligned tensors (TMA descriptors); the
+    pointer variant otherwise.
 
     Returns, for each of ``kernels`` (``"fwd"``, ``"bwd"``): ``shared_bytes``, the intermediate
     languages ``ttir`` and ``ttgir``, the ``ptx``, the launch configuration, and with ``ptxas``
@@ -339,13 +403,16 @@ def compile_for_gpu(d: int = 64, dtype: torch.dtype = torch.bfloat16, causal: bo
         kernel = KERNELS[name]
         cfg = dict(cfgs[name])
         opts = {"num_warps": cfg.pop("num_warps"), "num_stages": cfg.pop("num_stages")}
-        consts = dict(HEAD_DIM=d, BLOCK_D=autotune.block_d(d), CAUSAL=causal, PRECISION=_precision(dtype), **cfg)
+        bd = autotune.block_d(d)
+        consts = dict(HEAD_DIM=d, BLOCK_D=bd, CAUSAL=causal, PRECISION=_precision(dtype), TMA=tma, **cfg)
         if group == 1:
             consts["GROUP"] = 1          # Triton specialises an int argument equal to 1 into a constant
         sig, attrs = {}, {}
         for i, arg in enumerate(kernel.arg_names):
             if arg in consts:
                 sig[arg] = "constexpr"
+            elif tma and arg in _DESC_ROWS[name]:
+                sig[arg] = f"tensordesc<{_TRITON_TYPES[dtype]}[1,1,{cfg[_DESC_ROWS[name][arg]]},{bd}]>"
             elif arg in _PTR_ARGS or arg in _F32_PTRS:
                 sig[arg] = "*fp32" if arg in _F32_PTRS else "*" + _TRITON_TYPES[dtype]
                 attrs[(i,)] = [["tt.divisibility", 16]]
@@ -362,7 +429,7 @@ def compile_for_gpu(d: int = 64, dtype: torch.dtype = torch.bfloat16, causal: bo
         compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                                   options={**opts, "enable_fp_fusion": True})
         info = {"shared_bytes": int(compiled.metadata.shared), "ptx": compiled.asm["ptx"],
-                "ttir": compiled.asm["ttir"], "ttgir": compiled.asm["ttgir"], **opts, **cfg}
+                "ttir": compiled.asm["ttir"], "ttgir": compiled.asm["ttgir"], "tma": tma, **opts, **cfg}
         if ptxas:
             info["ptxas"] = ptxas_report(info["ptx"], arch)
         out[name] = info

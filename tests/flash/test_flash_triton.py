@@ -168,6 +168,38 @@ def test_strided_inputs_are_read_in_place(monkeypatch):
     _check_against_reference(torch.randn(B, H, N, d), k1, k1.clone(), causal=False)
 
 
+@needs_interpreter
+@pytest.mark.parametrize(("B", "Hq", "Hkv", "Lq", "Lk", "d", "causal"), [
+    (1, 4, 2, 21, 37, 80, True), (2, 3, 1, 40, 17, 32, True), (1, 2, 2, 33, 33, 16, False)])
+def test_the_tma_descriptor_path_under_the_interpreter(B, Hq, Hkv, Lq, Lk, d, causal):
+    """The variant a Hopper GPU runs (TMA descriptors, bounds checked by the copy engine: zeros past L
+    and past d) forced through the interpreter, on a strided q, against float64."""
+    if tk.TensorDescriptor is None:
+        pytest.skip("this Triton has no triton.tools.tensor_descriptor")
+    torch.manual_seed(Lq * Lk)
+    q = torch.randn(B, Lq, Hq, d).transpose(1, 2)           # (B, Hq, Lq, d) view of a (B, Lq, Hq, d) buffer
+    k, v = (torch.randn(B, Hkv, Lk, d) for _ in range(2))
+    do, dlse = torch.randn(B, Hq, Lq, d), torch.randn(B, Hq, Lq)
+    o, lse = tk.attn_forward(q, k, v, causal, d ** -0.5, interpret=True, tma=True)
+    dlse = torch.where(torch.isinf(lse), 0.0, dlse)
+    grads = tk.attn_backward(q, k, v, o, lse, do, causal, d ** -0.5, dlse=dlse, interpret=True, tma=True)
+    ref_out, ref_lse, *ref_grads = _reference(q, k, v, do, dlse, causal)
+    torch.testing.assert_close(o.double(), ref_out, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(lse.double(), ref_lse, rtol=1e-5, atol=1e-5)
+    for got, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(got.double(), ref, rtol=2e-5, atol=4e-5)
+
+
+def test_tma_only_where_the_hardware_takes_it():
+    x = torch.randn(2, 40, 3, 64).transpose(1, 2)            # row stride 3 * 64 * 4 bytes: aligned
+    assert tk._tma_aligned(x)
+    assert not tk._tma_aligned(torch.randn(1, 1, 8, 17, dtype=torch.float16))     # rows of 34 bytes
+    assert not tk._tma_aligned(torch.randn(1, 1, 8, 64).expand(1, 4, 8, 64))      # stride 0 along heads
+    assert not tk._tma_aligned(torch.randn(16 * 64 + 1)[1:].view(1, 1, 16, 64))   # base off by 4 bytes
+    assert not tk._use_tma(None, False, x)                   # a CPU tensor: pointers
+    assert not tk.tma_available(torch.device("cpu"))
+
+
 TILES = {  # (BLOCK_M, BLOCK_N) per kernel: tall, wide and square tiles
     "tall": {"fwd": {"BLOCK_M": 32, "BLOCK_N": 16}, "bwd": {"BLOCK_M": 16, "BLOCK_N": 32}},
     "wide": {"fwd": {"BLOCK_M": 16, "BLOCK_N": 32}, "bwd": {"BLOCK_M": 32, "BLOCK_N": 16}},
@@ -340,29 +372,32 @@ def test_gemms_per_tile_in_the_compiled_code(group):
 
 # one representative entry per kernel and head-dim class in CI; the full sweep is
 # `python -m attnkit.flash.autotune --out attnkit/data/flash` (its JSON is checked below)
-REPRESENTATIVE = [("fwd", 64, True, torch.bfloat16), ("fwd", 128, False, torch.float16),
-                  ("bwd", 64, False, torch.float16), ("bwd", 128, True, torch.bfloat16)]
+REPRESENTATIVE = [("fwd", 64, True, torch.bfloat16, True), ("fwd", 128, False, torch.float16, False),
+                  ("bwd", 64, False, torch.float16, False), ("bwd", 128, True, torch.bfloat16, True)]
 
 
 @pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")
-@pytest.mark.parametrize(("name", "d", "causal", "dtype"), REPRESENTATIVE, ids=str)
-def test_ptxas_reports_no_spills(name, d, causal, dtype):
+@pytest.mark.parametrize(("name", "d", "causal", "dtype", "tma"), REPRESENTATIVE, ids=str)
+def test_ptxas_reports_no_spills(name, d, causal, dtype, tma):
     """ptxas -v on the PTX Triton emits for an H100/H200: no spills, at most 255 registers, shared
     memory within an SM's 227 KB and below the pruning estimate, tensor cores and pipelined loads
-    used; and the same numbers as the recorded sweep when the same ptxas made it."""
+    used (TMA bulk copies or cp.async); and the same numbers as the recorded sweep when the same
+    Triton and ptxas made it."""
     entry = autotune.AUTOTUNE_CONFIGS[name][d][0]
     info = _compile_or_skip(d=d, dtype=dtype, causal=causal, arch=90, even=False, kernels=(name,),
-                            config={name: autotune._as_config(entry)}, ptxas=True)[name]
+                            config={name: autotune._as_config(entry)}, ptxas=True, tma=tma)[name]
     report = info["ptxas"]
     assert report["spill_stores"] == report["spill_loads"] == 0, report
     assert report["registers"] <= 255
     assert 0 < info["shared_bytes"] <= min(227 * 1024, autotune.shared_bytes(name, entry, d))
-    assert "wgmma.mma_async" in info["ptx"] and "cp.async" in info["ptx"]
+    assert "wgmma.mma_async" in info["ptx"]
+    assert ("cp.async.bulk.tensor" in info["ptx"]) == tma and "cp.async" in info["ptx"]
     sweep = autotune.load_sweep()
     assert sweep is not None, "no recorded sweep: run python -m attnkit.flash.autotune --out attnkit/data/flash"
     if sweep["provenance"]["ptxas"] == tk.ptxas_version(90) and sweep["provenance"]["triton"] == triton.__version__:
         rows = [r for r in sweep["rows"] if r["kernel"] == name and tuple(r["entry"]) == entry and r["d"] == d
-                and r["causal"] == causal and r["dtype"] == str(dtype).removeprefix("torch.")]
+                and r["causal"] == causal and r["dtype"] == str(dtype).removeprefix("torch.")
+                and r["variant"] == ("tma" if tma else "pointer")]
         assert len(rows) == 1
         assert (rows[0]["registers"], rows[0]["shared_bytes"]) == (report["registers"], info["shared_bytes"]), \
             "the recorded sweep is stale: rerun python -m attnkit.flash.autotune --out attnkit/data/flash"
@@ -377,7 +412,7 @@ def test_the_spill_check_can_fail():
         pytest.skip("the recorded sweep has no spilling candidate")
     row = min(spilled, key=lambda r: (r["d"], r["kernel"]))
     info = _compile_or_skip(d=row["d"], dtype=getattr(torch, row["dtype"]), causal=row["causal"], arch=90,
-                            even=False, kernels=(row["kernel"],),
+                            even=False, kernels=(row["kernel"],), tma=row["variant"] == "tma",
                             config={row["kernel"]: autotune._as_config(tuple(row["entry"]))}, ptxas=True)
     assert info[row["kernel"]]["ptxas"]["spill_stores"] > 0
 
@@ -385,7 +420,7 @@ def test_the_spill_check_can_fail():
 def test_recorded_sweep_covers_every_autotune_entry_without_spills():
     """The committed JSON (made by the documented command) was made from the current kernel source
     and candidates, has a row for every candidate at d = 64 and 128 (and 256), causal and not, bf16
-    and fp16, and AUTOTUNE_CONFIGS is exactly its spill-free candidates; the shared-memory
+    and fp16, TMA and pointers, and AUTOTUNE_CONFIGS is exactly its spill-free candidates; the shared-memory
     estimate that prunes at run time bounds every compiled value."""
     sweep = autotune.load_sweep()
     assert sweep is not None, "no recorded sweep: run python -m attnkit.flash.autotune --out attnkit/data/flash"
@@ -397,9 +432,9 @@ def test_recorded_sweep_covers_every_autotune_entry_without_spills():
             for entry in entries:
                 rows = [r for r in sweep["rows"] if r["kernel"] == name and tuple(r["entry"]) == entry
                         and autotune.d_class(r["d"]) == cls]
-                got = {(r["d"], r["causal"], r["dtype"]) for r in rows}
-                assert got == {(d, c, t) for d in autotune.SWEEP_DIMS[cls] for c in (False, True)
-                               for t in ("bfloat16", "float16")}, (name, entry)
+                got = {(r["d"], r["causal"], r["dtype"], r["variant"]) for r in rows}
+                assert got == {(d, c, t, v) for d in autotune.SWEEP_DIMS[cls] for c in (False, True)
+                               for t in ("bfloat16", "float16") for v in ("tma", "pointer")}, (name, entry)
     for r in sweep["rows"]:
         assert r["shared_bytes"] <= autotune.shared_bytes(r["kernel"], tuple(r["entry"]), r["d"]), r
     assert all(autotune.AUTOTUNE_CONFIGS[n][c] for n in ("fwd", "bwd") for c in (64, 128, 256))
