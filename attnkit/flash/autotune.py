@@ -38,14 +38,14 @@ Entry = tuple[int, int, int, int]   # (BLOCK_M, BLOCK_N, num_warps, num_stages)
 # chip), BLOCK_M query rows per step.
 CANDIDATES: dict[str, dict[int, tuple[Entry, ...]]] = {
     "fwd": {
-        64: ((128, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 3)),
-        128: ((128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (128, 32, 4, 3), (64, 32, 4, 2)),
-        256: ((128, 32, 8, 2), (64, 64, 8, 2), (64, 32, 4, 2), (32, 32, 4, 2)),
+        64: ((128, 64, 4, 3), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 3)),
+        128: ((128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (64, 32, 4, 2)),
+        256: ((64, 64, 8, 2), (64, 32, 4, 2), (32, 32, 4, 2)),
     },
     "bwd": {
-        64: ((64, 128, 8, 2), (128, 128, 8, 2), (32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2)),
-        128: ((64, 128, 8, 2), (32, 128, 8, 3), (64, 64, 8, 2), (64, 64, 4, 2), (32, 64, 4, 2)),
-        256: ((32, 64, 8, 2), (64, 64, 8, 1), (32, 32, 4, 2), (16, 32, 4, 2)),
+        64: ((64, 128, 8, 2), (32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2)),
+        128: ((64, 128, 8, 2), (32, 128, 8, 3), (64, 64, 8, 2), (32, 64, 4, 2)),
+        256: ((32, 64, 8, 2), (32, 32, 4, 2), (16, 32, 4, 2)),
     },
 }
 
@@ -112,30 +112,46 @@ def _source_hash() -> str:
 
 def sweep(names: tuple[str, ...] = ("fwd", "bwd"), classes: tuple[int, ...] = (64, 128, 256),
           entries: dict[str, dict[int, tuple[Entry, ...]]] | None = None, arch: int = 90,
-          progress: bool = True) -> dict:
+          progress: bool = True, resume: str | Path | None = None) -> dict:
     """Compile every candidate for sm_``arch`` and read registers, spills and shared memory.
 
     For each kernel, head-dim class, head dim of ``SWEEP_DIMS``, causal or not, dtype of
     ``SWEEP_DTYPES`` and variant (TMA descriptors, what sm_90 runs on aligned tensors; pointers
     otherwise), one row: ``{"kernel", "entry", "d", "causal", "dtype", "variant", "registers",
-    "spill_stores", "spill_loads", "stack", "shared_bytes", "shared_estimate"}``.
+    "spill_stores", "spill_loads", "stack", "shared_bytes", "shared_estimate"}``. With ``resume``
+    (a JSON-lines file), every row is appended there as it is made, and rows already there from
+    the same kernel source, Triton and ptxas are reused (a sweep takes minutes per row on a busy CPU).
     """
     from attnkit.flash.triton_kernel import compile_for_gpu, ptxas_version
 
     rows = []
     todo = entries or CANDIDATES
+    # rows already compiled by an interrupted run of the same source, Triton and ptxas: resume from them
+    stamp = {"source": _source_hash(), "triton": _triton_version(), "ptxas": ptxas_version(arch)}
+    done = {}
+    if resume is not None and Path(resume).exists():
+        for line in Path(resume).read_text().splitlines():
+            row = json.loads(line)
+            if row.pop("stamp", None) == stamp:
+                done[_row_key(row)] = row
     for name in names:
         for cls in classes:
             for entry in todo[name].get(cls, ()):
                 for d, causal, dtype, tma in itertools.product(SWEEP_DIMS[cls], (False, True), SWEEP_DTYPES,
                                                                (True, False)):
+                    row = {"kernel": name, "entry": list(entry), "d": d, "causal": causal,
+                           "dtype": str(dtype).removeprefix("torch."), "variant": "tma" if tma else "pointer"}
+                    if _row_key(row) in done:
+                        rows.append(done[_row_key(row)])
+                        continue
                     info = compile_for_gpu(d=d, dtype=dtype, causal=causal, arch=arch, kernels=(name,),
                                            config={name: _as_config(entry)}, ptxas=True, tma=tma)[name]
-                    row = {"kernel": name, "entry": list(entry), "d": d, "causal": causal,
-                           "dtype": str(dtype).removeprefix("torch."), "variant": "tma" if tma else "pointer",
-                           **info["ptxas"], "shared_bytes": info["shared_bytes"],
-                           "shared_estimate": shared_bytes(name, entry, d)}
+                    row.update(**info["ptxas"], shared_bytes=info["shared_bytes"],
+                               shared_estimate=shared_bytes(name, entry, d))
                     rows.append(row)
+                    if resume is not None:
+                        with Path(resume).open("a") as f:
+                            f.write(json.dumps({**row, "stamp": stamp}) + "\n")
                     if progress:
                         print(f"{name} {entry} d={d} causal={causal!s:5} {row['dtype']} {row['variant']:>7}: "
                               f"{row['registers']} regs, {row['spill_stores']} B spill stores, "
@@ -147,6 +163,10 @@ def sweep(names: tuple[str, ...] = ("fwd", "bwd"), classes: tuple[int, ...] = (6
                            "command": "python -m attnkit.flash.autotune --out attnkit/data/flash"},
             "candidates": {n: {str(c): [list(e) for e in es] for c, es in CANDIDATES[n].items()} for n in names},
             "rows": rows}
+
+
+def _row_key(row: dict) -> tuple:
+    return row["kernel"], tuple(row["entry"]), row["d"], row["causal"], row["dtype"], row["variant"]
 
 
 def spill_free(result: dict) -> dict[str, dict[int, tuple[Entry, ...]]]:
@@ -184,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="attnkit/data/flash", help="folder for compile-sm90.json")
     p.add_argument("--kernels", default="fwd,bwd")
     p.add_argument("--classes", default="64,128,256", help="head-dim classes to sweep")
+    p.add_argument("--resume", default=None, help="JSON-lines file of rows: reuse those made, append new ones")
     args = p.parse_args(argv)
-    result = sweep(tuple(args.kernels.split(",")), tuple(int(c) for c in args.classes.split(",")))
+    result = sweep(tuple(args.kernels.split(",")), tuple(int(c) for c in args.classes.split(",")),
+                   resume=args.resume)
     free = spill_free(result)
     result["spill_free"] = {n: {str(c): [list(e) for e in es] for c, es in per.items()} for n, per in free.items()}
     out = Path(args.out)

@@ -384,7 +384,7 @@ def test_ptxas_reports_no_spills(name, d, causal, dtype, tma):
     used (TMA bulk copies or cp.async); and the same numbers as the recorded sweep when the same
     Triton and ptxas made it."""
     entry = autotune.AUTOTUNE_CONFIGS[name][d][0]
-    info = _compile_or_skip(d=d, dtype=dtype, causal=causal, arch=90, even=False, kernels=(name,),
+    info = _compile_or_skip(d=d, dtype=dtype, causal=causal, arch=90, kernels=(name,),   # as the sweep does
                             config={name: autotune._as_config(entry)}, ptxas=True, tma=tma)[name]
     report = info["ptxas"]
     assert report["spill_stores"] == report["spill_loads"] == 0, report
@@ -412,7 +412,7 @@ def test_the_spill_check_can_fail():
         pytest.skip("the recorded sweep has no spilling candidate")
     row = min(spilled, key=lambda r: (r["d"], r["kernel"]))
     info = _compile_or_skip(d=row["d"], dtype=getattr(torch, row["dtype"]), causal=row["causal"], arch=90,
-                            even=False, kernels=(row["kernel"],), tma=row["variant"] == "tma",
+                            kernels=(row["kernel"],), tma=row["variant"] == "tma",
                             config={row["kernel"]: autotune._as_config(tuple(row["entry"]))}, ptxas=True)
     assert info[row["kernel"]]["ptxas"]["spill_stores"] > 0
 
