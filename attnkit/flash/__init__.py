@@ -4,8 +4,9 @@
   forward and backward passes, and the HBM byte counts of naive and tiled attention;
 - ``attnkit.flash.forward``, ``attnkit.flash.backward``: the Triton kernels;
   ``attnkit.flash.autotune``: their tile configurations and the compile sweep;
-  ``attnkit.flash.triton_kernel``: launching them, compiled or interpreted, and compiling them
-  ahead of time (all imported only when used; Triton exists for Linux only);
+  ``attnkit.flash.triton_kernel``: launching them, compiled or interpreted;
+  ``attnkit.flash.aot``: compiling them ahead of time and reading ptxas's report (all imported
+  only when used; Triton exists for Linux only);
 - ``attnkit.flash.api``: ``flash_attention``, the differentiable entry point.
 """
 

@@ -122,7 +122,7 @@ def sweep(names: tuple[str, ...] = ("fwd", "bwd"), classes: tuple[int, ...] = (6
     (a JSON-lines file), every row is appended there as it is made, and rows already there from
     the same kernel source, Triton and ptxas are reused (a sweep takes minutes per row on a busy CPU).
     """
-    from attnkit.flash.triton_kernel import compile_for_gpu, ptxas_version
+    from attnkit.flash.aot import compile_for_gpu, ptxas_version
 
     rows = []
     todo = entries or CANDIDATES
