@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["AUTOTUNE_CONFIGS", "CANDIDATES", "RECORDED", "block_d", "bucket", "d_class", "load_sweep", "prune",
-           "shared_bytes", "sweep"]
+__all__ = ["AUTOTUNE_CONFIGS", "CANDIDATES", "RECORDED", "VARIANTS", "block_d", "bucket", "d_class", "load_sweep",
+           "prune", "shared_bytes", "sweep", "uses_tma"]
 
 Entry = tuple[int, int, int, int]   # (BLOCK_M, BLOCK_N, num_warps, num_stages)
 
@@ -45,15 +45,39 @@ CANDIDATES: dict[str, dict[int, tuple[Entry, ...]]] = {
     },
     "bwd": {
         64: ((64, 128, 8, 2), (32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2)),
-        128: ((64, 128, 8, 2), (32, 128, 8, 3), (64, 64, 8, 2), (32, 64, 4, 2)),
-        256: ((32, 64, 8, 2), (32, 32, 4, 2), (16, 32, 4, 2)),
+        128: ((64, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 2), (64, 64, 8, 2), (32, 64, 8, 2),
+              (32, 64, 4, 2), (16, 64, 4, 2)),
+        256: ((32, 64, 8, 2), (32, 32, 8, 2), (16, 32, 8, 2)),
     },
 }
 
-# The spill-free entries of CANDIDATES (from the recorded sweep; tests check that every one is spill-free
-# and that the list agrees with the record).
+# The load paths each kernel takes on sm_90, per head-dim class: TMA descriptors for 16-byte-aligned
+# tensors, pointers otherwise; the d = 256 backward always uses pointers (its TMA variant spilled in
+# every tile tried: 376 to 1896 bytes for (16..32, 32..64) tiles, where the pointer variant of the two
+# smaller ones spills nothing). The sweep compiles exactly these.
+VARIANTS: dict[tuple[str, int], tuple[str, ...]] = {
+    (name, cls): ("tma", "pointer") for name in ("fwd", "bwd") for cls in (64, 128, 256)}
+VARIANTS["bwd", 256] = ("pointer",)
+
+
+def uses_tma(name: str, d: int) -> bool:
+    """Whether kernel ``name`` takes TMA descriptors (where the hardware and the strides allow) at head dim ``d``."""
+    return "tma" in VARIANTS[name, d_class(d)]
+
+# The spill-free entries of CANDIDATES, as the recorded sweep found them (a test checks that this list is
+# exactly the record's spill-free candidates). The first entry of each list is the default tile, the last
+# the one float32 gets.
 AUTOTUNE_CONFIGS: dict[str, dict[int, tuple[Entry, ...]]] = {
-    name: dict(per_class) for name, per_class in CANDIDATES.items()
+    "fwd": {
+        64: ((128, 64, 4, 3), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 3)),
+        128: ((128, 64, 8, 3), (128, 128, 8, 2), (64, 32, 4, 2)),
+        256: ((64, 64, 8, 2), (64, 32, 4, 2)),
+    },
+    "bwd": {
+        64: ((64, 128, 8, 2), (64, 64, 4, 3), (32, 64, 4, 2)),
+        128: ((32, 128, 8, 3), (32, 128, 8, 2), (32, 64, 8, 2), (16, 64, 4, 2)),
+        256: ((32, 32, 8, 2), (16, 32, 8, 2)),
+    },
 }
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "flash" / "compile-sm90.json"
@@ -77,18 +101,21 @@ def d_class(d: int) -> int:
 
 
 def shared_bytes(name: str, entry: Entry, d: int, elem_bytes: int = 2) -> int:
-    """An upper bound on the shared memory a configuration needs (bytes): the operand tiles the
-    pipeline keeps in flight, plus the staging of the tiles that feed a second ``tl.dot``.
+    """An upper bound on the shared memory a configuration needs (bytes), checked against every compile
+    of the recorded sweep: the operand tiles the pipeline keeps in flight, plus the staging of the
+    tiles that feed a second ``tl.dot``.
 
     fwd: ``q`` once, ``num_stages`` copies of the ``k`` and ``v`` blocks, and ``p``;
-    bwd: ``k`` and ``v`` once, ``num_stages`` copies of ``q`` and ``do``, and ``p^T`` and ``ds^T``.
+    bwd: ``k`` and ``v`` once and ``k`` again, ``num_stages`` copies of ``q``, ``do`` and ``q`` again
+    (the pointer variant keeps a second copy, in the other layout, of a tile that feeds two products),
+    and ``p^T`` and ``ds^T``.
     """
     bm, bn, _, stages = entry
     bd = block_d(d)
     if name == "fwd":
         tiles = bm * bd + stages * 2 * bn * bd + bm * bn
     elif name == "bwd":
-        tiles = 2 * bn * bd + stages * 2 * bm * bd + 2 * bm * bn
+        tiles = 3 * bn * bd + stages * 3 * bm * bd + 2 * bm * bn
     else:
         raise ValueError(f"name must be 'fwd' or 'bwd'; got {name!r}")
     return tiles * elem_bytes + 4 * 1024          # + barriers, the row statistics and layout conversions
@@ -127,8 +154,8 @@ def sweep(names: tuple[str, ...] = ("fwd", "bwd"), classes: tuple[int, ...] = (6
     """Compile every candidate for sm_``arch`` and read registers, spills and shared memory.
 
     For each kernel, head-dim class, head dim of ``SWEEP_DIMS``, causal or not, dtype of
-    ``SWEEP_DTYPES`` and variant (TMA descriptors, what sm_90 runs on aligned tensors; pointers
-    otherwise), one row: ``{"kernel", "entry", "d", "causal", "dtype", "variant", "registers",
+    ``SWEEP_DTYPES`` and variant of ``VARIANTS`` (TMA descriptors, what sm_90 runs on aligned
+    tensors; pointers otherwise), one row: ``{"kernel", "entry", "d", "causal", "dtype", "variant", "registers",
     "spill_stores", "spill_loads", "stack", "shared_bytes", "shared_estimate"}``. With ``resume``
     (a JSON-lines file), every row is appended there as it is made, and rows already there from
     the same kernel source, Triton and ptxas are reused (a sweep takes minutes per row on a busy CPU).
@@ -148,12 +175,13 @@ def sweep(names: tuple[str, ...] = ("fwd", "bwd"), classes: tuple[int, ...] = (6
     for name in names:
         for cls in classes:
             for entry in todo[name].get(cls, ()):
+                variants = [v == "tma" for v in VARIANTS[name, cls]]
                 for d, causal, dtype, tma in itertools.product(SWEEP_DIMS[cls], (False, True), SWEEP_DTYPES,
-                                                               (True, False)):
+                                                               variants):
                     row = {"kernel": name, "entry": list(entry), "d": d, "causal": causal,
                            "dtype": str(dtype).removeprefix("torch."), "variant": "tma" if tma else "pointer"}
-                    if _row_key(row) in done:
-                        rows.append(done[_row_key(row)])
+                    if _row_key(row) in done:   # the compile's numbers; the estimate is recomputed
+                        rows.append({**done[_row_key(row)], "shared_estimate": shared_bytes(name, entry, d)})
                         continue
                     info = compile_for_gpu(d=d, dtype=dtype, causal=causal, arch=arch, kernels=(name,),
                                            config={name: _as_config(entry)}, ptxas=True, tma=tma)[name]

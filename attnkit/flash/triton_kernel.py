@@ -210,9 +210,10 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _use_tma(tma: bool | None, interpret: bool, *tensors: torch.Tensor) -> bool:
-    if tma is None:   # automatic: compiled, on Hopper or later, with aligned strides
-        return not interpret and tma_available(tensors[0].device) and _tma_aligned(*tensors)
+def _use_tma(tma: bool | None, interpret: bool, name: str, d: int, *tensors: torch.Tensor) -> bool:
+    if tma is None:   # automatic: compiled, on Hopper or later, with aligned strides, where the kernel has it
+        return (not interpret and autotune.uses_tma(name, d) and tma_available(tensors[0].device)
+                and _tma_aligned(*tensors))
     if tma and (TensorDescriptor is None or not _tma_aligned(*tensors)):
         raise ValueError("tma=True needs triton.tools.tensor_descriptor and 16-byte-aligned strides")
     return tma
@@ -264,7 +265,7 @@ def attn_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
     Hkv, Lk = k.shape[1], k.shape[2]
     o = _like(q)
     lse = torch.empty((B, Hq, Lq), device=q.device, dtype=torch.float32)
-    use_tma = _use_tma(tma, interpret, q, k, v, o)
+    use_tma = _use_tma(tma, interpret, "fwd", d, q, k, v, o)
     kwargs = dict(Q=q, K=k, V=v, O=o, LSE=lse, **_strides("sq", q), **_strides("sk", k), **_strides("sv", v),
                   **_strides("so", o), H=Hq, GROUP=Hq // Hkv, Lq=Lq, Lk=Lk, qk_scale=sm_scale * LOG2E,
                   LQ_BUCKET=bucket(Lq), LK_BUCKET=bucket(Lk), HEAD_DIM=d, BLOCK_D=autotune.block_d(d),
@@ -298,7 +299,7 @@ def attn_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Te
     _launch("bwd_pre", pre_grid, (o, do, dlse_arg, delta, dq_acc, *o.stride()[:3], *do.stride()[:3], Hq, Lq),
             dict(HEAD_DIM=d, BLOCK_D=bd, BLOCK_M=rows_pre, HAS_DLSE=has_dlse, num_warps=4), interpret)
     # 2. dk, dv per key block; dq accumulated with float32 atomics
-    use_tma = _use_tma(tma, interpret, q, k, v, do, dk, dv)
+    use_tma = _use_tma(tma, interpret, "bwd", d, q, k, v, do, dk, dv)
     kwargs = dict(Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DQ_ACC=dq_acc, DK=dk, DV=dv,
                   **_strides("sq", q), **_strides("sk", k), **_strides("sv", v), **_strides("sdo", do),
                   **_strides("sdk", dk), **_strides("sdv", dv), H=Hq, GROUP=Hq // Hkv, Lq=Lq, Lk=Lk,

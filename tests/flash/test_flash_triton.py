@@ -196,7 +196,8 @@ def test_tma_only_where_the_hardware_takes_it():
     assert not tk._tma_aligned(torch.randn(1, 1, 8, 17, dtype=torch.float16))     # rows of 34 bytes
     assert not tk._tma_aligned(torch.randn(1, 1, 8, 64).expand(1, 4, 8, 64))      # stride 0 along heads
     assert not tk._tma_aligned(torch.randn(16 * 64 + 1)[1:].view(1, 1, 16, 64))   # base off by 4 bytes
-    assert not tk._use_tma(None, False, x)                   # a CPU tensor: pointers
+    assert not tk._use_tma(None, False, "fwd", 64, x)       # a CPU tensor: pointers
+    assert not autotune.uses_tma("bwd", 256) and autotune.uses_tma("bwd", 128)
     assert not tk.tma_available(torch.device("cpu"))
 
 
@@ -436,7 +437,8 @@ def test_recorded_sweep_covers_every_autotune_entry_without_spills():
                         and autotune.d_class(r["d"]) == cls]
                 got = {(r["d"], r["causal"], r["dtype"], r["variant"]) for r in rows}
                 assert got == {(d, c, t, v) for d in autotune.SWEEP_DIMS[cls] for c in (False, True)
-                               for t in ("bfloat16", "float16") for v in ("tma", "pointer")}, (name, entry)
+                               for t in ("bfloat16", "float16") for v in autotune.VARIANTS[name, cls]}, \
+                    (name, entry)
     for r in sweep["rows"]:
         assert r["shared_bytes"] <= autotune.shared_bytes(r["kernel"], tuple(r["entry"]), r["d"]), r
     assert all(autotune.AUTOTUNE_CONFIGS[n][c] for n in ("fwd", "bwd") for c in (64, 128, 256))
