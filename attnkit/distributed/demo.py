@@ -29,8 +29,8 @@ from attnkit.distributed.layouts import shard, unshard
 from attnkit.distributed.ring import RingStats, _exchange, _wait, require_group, ring_attention
 from attnkit.distributed.ulysses import ulysses_attention
 
-__all__ = ["attention_case", "attention_cases", "reference_attention", "transfer_seconds", "block_seconds",
-           "rank_info", "main"]
+__all__ = ["attention_case", "attention_cases", "attention_on_shards", "gather_results", "reference_attention",
+           "transfer_seconds", "block_seconds", "rank_info", "main"]
 
 VARIANTS = ("ring", "ulysses")
 
@@ -77,6 +77,26 @@ def attention_cases(cases: Sequence[dict]) -> list[dict]:
                 raise
             out.append({"error": (type(err).__name__, str(err))})
     return out
+
+
+def attention_on_shards(per_rank: Sequence[dict | None], *, variant: str = "ring") -> tuple:
+    """On a rank: run ``variant`` on this rank's own entry of ``per_rank`` (its inputs and options).
+
+    ``per_rank[r]`` holds ``q, k, v`` and keyword arguments for rank ``r``, so ranks can be
+    given different (even inconsistent) inputs; ``None`` means that rank does not call the
+    attention at all. Returns ``("ok", out)``, ``("error", type name, message)`` for a
+    ``TypeError``/``ValueError``, or ``("skipped",)``.
+    """
+    rank, _ = require_group()
+    mine = per_rank[rank]
+    if mine is None:
+        return ("skipped",)
+    mine = dict(mine)
+    fn = {"ring": ring_attention, "ulysses": ulysses_attention}[variant]
+    try:
+        return ("ok", fn(mine.pop("q"), mine.pop("k"), mine.pop("v"), **mine))
+    except (TypeError, ValueError) as err:
+        return ("error", type(err).__name__, str(err))
 
 
 def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor | None = None, *,

@@ -120,7 +120,7 @@ def _context():
     return mp.get_context("spawn")
 
 
-def _stop(procs: list, inboxes: list, folder: str) -> None:
+def _stop(procs: list, inboxes: list, folder: str, grace: list[float]) -> None:
     """Ask the workers to stop, then terminate and kill the stragglers; remove the store's folder."""
     for box in inboxes:
         try:
@@ -128,7 +128,7 @@ def _stop(procs: list, inboxes: list, folder: str) -> None:
         except (OSError, ValueError):
             pass
     procs = [p for p in procs if p.pid is not None]  # started ones only
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + grace[0]
     for p in procs:
         p.join(timeout=max(0.0, deadline - time.monotonic()))
     for p in procs:
@@ -168,7 +168,8 @@ class WorkerGroup:
                        for r in range(world_size)]
         self._next_id = 0
         self._closed = False
-        self._finalizer = weakref.finalize(self, _stop, self._procs, self._inboxes, self._folder)
+        self._grace = [3.0]  # seconds the workers get to leave on their own; none after a failure
+        self._finalizer = weakref.finalize(self, _stop, self._procs, self._inboxes, self._folder, self._grace)
         atexit.register(self._finalizer)
         try:
             for p in self._procs:
@@ -189,12 +190,12 @@ class WorkerGroup:
                 dead = [r for r, p in enumerate(self._procs) if not p.is_alive() and r not in results
                         and r not in errors]
                 if dead:
-                    self.close()
+                    self.close(grace=0.0)
                     codes = ", ".join(f"rank {r}: exit code {self._procs[r].exitcode}" for r in dead)
                     raise WorkerError({r: ("ProcessDied", f"worker process exited ({codes})", "")
                                        for r in dead}, self.world_size) from None
                 if time.monotonic() > deadline:
-                    self.close()
+                    self.close(grace=0.0)
                     waiting = sorted(set(range(self.world_size)) - set(results) - set(errors))
                     raise TimeoutError(f"ranks {waiting} did not finish within {timeout:.0f} s; "
                                        "the worker group was stopped") from None
@@ -237,10 +238,11 @@ class WorkerGroup:
             box.put(payload)
         return self._collect(task_id, self.timeout if timeout is None else timeout)
 
-    def close(self) -> None:
-        """Stop the workers (idempotent)."""
+    def close(self, grace: float = 3.0) -> None:
+        """Stop the workers (idempotent): ``grace`` seconds to finish, then terminate, then kill."""
         if not self._closed:
             self._closed = True
+            self._grace[0] = grace
             self._finalizer()
             atexit.unregister(self._finalizer)
 

@@ -76,6 +76,9 @@ def _block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """:func:`block_attention` without the input checks (the ring's inner loop builds its own masks)."""
     acc = accumulation_dtype(q.dtype)
     q, k, v = q.to(acc), k.to(acc), v.to(acc)
+    if k.shape[-2] == 0:  # an empty block: nothing to attend to
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        return q.new_zeros((*batch, q.shape[-2], v.shape[-1])), q.new_full((*batch, q.shape[-2]), float("-inf"))
     s = attention_scores(q, k)  # s_ij = q_i . k_j / sqrt(d): (..., Lq, Lk)
     if mask is not None:
         s = s.masked_fill(~mask, float("-inf"))
