@@ -45,7 +45,7 @@ def ring_schedule(world_size: int, layout: str = "contiguous", causal: bool = Tr
             plan = _plan(pos[rank], pos[source], causal, tile)
             pairs = np.zeros((n_local, n_local), dtype=bool)
             for t in plan:
-                pairs[t.rows.start:t.rows.stop, t.keys.numpy()] = True
+                pairs[t.rows.start:t.rows.stop, t.keys.cpu().numpy()] = True
             kept = pairs & (pos[source].numpy()[None, :] <= pos[rank].numpy()[:, None]) if causal else pairs
             row.append({"source": source, "tiles": sum(t.tiles for t in plan),
                         "skipped": sum(t.skipped for t in plan), "pairs": pairs, "kept": kept})
@@ -119,5 +119,5 @@ def draw_ring_step(world_size: int = 4, step: int = 0, layout: str = "contiguous
     ax_work.set_xlabel("rank")
     ax_work.set_ylabel("score entries computed so far")
     ax_work.set_title("work per rank", fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.14, top=0.9, wspace=0.3)
     return fig

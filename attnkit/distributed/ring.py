@@ -112,7 +112,11 @@ def agree_on_inputs(group: object, info: dict, problem: str | None, *, what: str
     bad = [g for g in gathered if g["problem"]]
     if bad:
         kinds = {g["problem"].split(":", 1)[0] for g in bad}
-        lines = "; ".join(f"rank {g['rank']}: {g['problem']}" for g in bad)
+        by_problem: dict[str, list[int]] = {}
+        for g in bad:
+            by_problem.setdefault(g["problem"], []).append(g["rank"])
+        lines = "; ".join(f"rank{'s' if len(r) > 1 else ''} {', '.join(map(str, r))}: {p}"
+                          for p, r in by_problem.items())
         err = TypeError if kinds == {"TypeError"} else ValueError
         raise err(f"{what}: bad input on {len(bad)} of {world} ranks ({lines})")
     for key in info:
@@ -167,27 +171,33 @@ class _Tile:
     skipped: int
 
 
-def _plan(q_pos: torch.Tensor, k_pos: torch.Tensor, causal: bool, tile: int) -> list[_Tile]:
+def _tile_bounds(pos: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smallest and largest position in each run of ``tile`` consecutive local tokens."""
+    T = -(-len(pos) // tile)
+    padded = torch.cat([pos, pos[-1:].expand(T * tile - len(pos))])  # repeat the last: same min, max
+    padded = padded.view(T, tile)  # (tiles, tile)
+    return padded.amin(1), padded.amax(1)
+
+
+def _plan(q_pos: torch.Tensor, k_pos: torch.Tensor, causal: bool, tile: int,
+          device: torch.device | str | None = None) -> list[_Tile]:
     """Which score tiles of the block (queries at ``q_pos``, keys at ``k_pos``) must be computed."""
     n_q, n_k = len(q_pos), len(k_pos)
     if not causal:
-        return [_Tile(slice(0, n_q), torch.arange(n_k), None, -(-n_q // tile) * -(-n_k // tile), 0)]
+        return [_Tile(slice(0, n_q), torch.arange(n_k, device=device), None, -(-n_q // tile) * -(-n_k // tile), 0)]
+    q_min, q_max = _tile_bounds(q_pos, tile)  # (Tq,)
+    k_min, k_max = _tile_bounds(k_pos, tile)  # (Tk,)
+    keep = k_min[None, :] <= q_max[:, None]  # some key of the tile is not in the future: (Tq, Tk)
+    cut = keep & (k_max[None, :] > q_min[:, None])  # ... and some is: the tile needs the mask
+    columns = torch.arange(len(k_min) * tile).view(-1, tile)  # local key indices per tile: (Tk, tile)
     plan = []
-    k_starts = range(0, n_k, tile)
-    for a in range(0, n_q, tile):
-        rows = slice(a, min(a + tile, n_q))
-        qp = q_pos[rows]
-        keep, partial, skipped = [], False, 0
-        for b in k_starts:
-            kp = k_pos[b:b + tile]
-            if kp.min() > qp.max():  # every key of the tile is in the future of every query
-                skipped += 1
-                continue
-            keep.append(torch.arange(b, min(b + tile, n_k)))
-            partial |= bool(kp.max() > qp.min())  # some pair is in the future: needs the mask
-        keys = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.long)
-        mask = (k_pos[keys][None, :] <= qp[:, None]) if partial else None  # (rows, keys)
-        plan.append(_Tile(rows, keys, mask, len(keep), skipped))
+    for a in range(len(q_min)):
+        rows = slice(a * tile, min((a + 1) * tile, n_q))
+        keys = columns[keep[a]].flatten()
+        keys = keys[keys < n_k]  # the last tile may be short
+        mask = (k_pos[keys][None, :] <= q_pos[rows, None]).to(device) if cut[a].any() else None  # (rows, keys)
+        n_kept = int(keep[a].sum())
+        plan.append(_Tile(rows, keys.to(device), mask, n_kept, len(k_min) - n_kept))
     return plan
 
 
@@ -255,11 +265,14 @@ class RingAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, causal, group, layout, block_size, stats):
+        """``P`` steps: post the next K/V transfer, attend to the block held, merge, wait."""
         rank, P = require_group(group)
         n, d = q.shape[2], q.shape[3]
         to, frm = _global(group, (rank + 1) % P), _global(group, (rank - 1) % P)
         tile = block_size or (n // 2 if layout == "zigzag" else n)
         positions = [shard_positions(n * P, P, r, layout) for r in range(P)]
+        # the tiles of every step are known in advance: they depend on the positions only
+        plans = [_plan(positions[rank], positions[(rank - t) % P], causal, tile, q.device) for t in range(P)]
         kv = torch.cat([k, v], dim=-1).contiguous()  # K and V travel as one message: (B, H, n, d + dv)
         o = lse = None
         for step in range(P):
@@ -269,8 +282,7 @@ class RingAttentionFunction(torch.autograd.Function):
                 nxt = torch.empty_like(kv)
                 reqs, sent = _exchange(kv, nxt, to, frm, group, tag=step), kv.numel() * kv.element_size()
             t0 = time.perf_counter()
-            plan = _plan(positions[rank], positions[source], causal, tile)
-            o_b, lse_b, tiles, skipped, flops = _forward_block(q, kv[..., :d], kv[..., d:], plan)
+            o_b, lse_b, tiles, skipped, flops = _forward_block(q, kv[..., :d], kv[..., d:], plans[step])
             o, lse = (o_b, lse_b) if o is None else merge_partials(o, lse, o_b, lse_b)
             compute = time.perf_counter() - t0
             wait = _wait(reqs)
@@ -285,12 +297,14 @@ class RingAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, _dlse):
+        """``P`` steps again; each block's dK/dV accumulator travels with it and ends at its owner."""
         q, k, v, o, lse = ctx.saved_tensors
         causal, group, layout, tile, stats = ctx.options
         rank, P = require_group(group)
         n, d = q.shape[2], q.shape[3]
         to, frm = _global(group, (rank + 1) % P), _global(group, (rank - 1) % P)
         positions = [shard_positions(n * P, P, r, layout) for r in range(P)]
+        plans = [_plan(positions[rank], positions[(rank - t) % P], causal, tile, q.device) for t in range(P)]
         acc = o.dtype
         qa, dout = q.to(acc), dout.to(acc)
         delta = (dout * o).sum(-1)  # D_i = dO_i . O_i: (B, H, n)
@@ -304,10 +318,9 @@ class RingAttentionFunction(torch.autograd.Function):
                 nxt = torch.empty_like(kv)
                 reqs, sent = _exchange(kv, nxt, to, frm, group, tag=2 * step), kv.numel() * kv.element_size()
             t0 = time.perf_counter()
-            plan = _plan(positions[rank], positions[source], causal, tile)
             kva = kv.to(acc)
             dq_b, dk_b, dv_b, tiles, skipped, flops = _backward_block(qa, kva[..., :d], kva[..., d:], dout, lse,
-                                                                      delta, plan)
+                                                                      delta, plans[step])
             dq += dq_b
             compute = time.perf_counter() - t0
             wait = _wait(dkv_reqs)  # the dK/dV accumulated by the previous ranks for this block

@@ -36,11 +36,13 @@ class AllToAll(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, group, stats):
+        """Slot ``j`` of ``x: (P, ...)`` to rank ``j``; slot ``j`` of the result from rank ``j``."""
         ctx.group, ctx.stats = group, stats
         return _all_to_all(x.contiguous(), group, stats, "forward")
 
     @staticmethod
     def backward(ctx, grad):
+        """The same exchange, applied to the gradient."""
         return _all_to_all(grad.contiguous(), ctx.group, ctx.stats, "backward"), None, None
 
 
