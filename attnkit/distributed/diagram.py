@@ -112,7 +112,8 @@ def draw_ring_step(world_size: int = 4, step: int = 0, layout: str = "contiguous
     pairs = np.array([[schedule[t][r]["pairs"].sum() for r in range(P)] for t in range(last + 1)]).sum(0)
     ax_work.bar(range(P), pairs, color=[RANK_COLOURS[r % len(RANK_COLOURS)] for r in range(P)])
     for r in range(P):
-        ax_work.text(r, pairs[r], f"{tiles[r]} tiles", ha="center", va="bottom", fontsize=7)
+        ax_work.text(r, pairs[r], f"{tiles[r]} tile{'s' if tiles[r] != 1 else ''}", ha="center", va="bottom",
+                     fontsize=7)
     total = max(1, max(sum(schedule[t][r]["pairs"].sum() for t in range(P)) for r in range(P)))
     ax_work.set_ylim(0, total * 1.18)
     ax_work.set_xticks(range(P))
