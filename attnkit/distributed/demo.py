@@ -29,21 +29,42 @@ from attnkit.distributed.layouts import shard, unshard
 from attnkit.distributed.ring import RingStats, _exchange, _wait, require_group, ring_attention
 from attnkit.distributed.ulysses import ulysses_attention
 
-__all__ = ["attention_case", "attention_cases", "attention_on_shards", "gather_results", "reference_attention",
-           "transfer_seconds", "block_seconds", "rank_info", "main"]
+__all__ = ["subgroup", "attention_case", "attention_cases", "attention_on_shards", "gather_results",
+           "reference_attention", "transfer_seconds", "block_seconds", "rank_info", "main"]
 
 VARIANTS = ("ring", "ulysses")
 
 
+_SUBGROUPS: dict[tuple[int, ...], object] = {}
+
+
+def subgroup(ranks: Sequence[int]) -> object:
+    """On every rank of the world: the process group of ``ranks`` (created once, then reused).
+
+    ``torch.distributed.new_group`` is collective over the whole world, so every rank must
+    call this with the same ``ranks``, members or not.
+    """
+    key = tuple(ranks)
+    if key not in _SUBGROUPS:
+        _SUBGROUPS[key] = dist.new_group(list(key))
+    return _SUBGROUPS[key]
+
+
 def attention_case(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor | None = None, *,
                    variant: str = "ring", causal: bool = False, layout: str = "contiguous",
-                   block_size: int | None = None, group: object = None) -> dict:
+                   block_size: int | None = None, ranks: Sequence[int] | None = None) -> dict | None:
     """On a rank: shard the full ``q, k, v, dout: (B, H, N, d)``, run ``variant``, return this rank's part.
 
     Returns a dict with ``out`` (and ``dq, dk, dv`` when ``dout`` is given; the gradients of
     ``(out * dout).sum()``), all ``(B, H, N / P, .)`` under ``layout``, and ``stats``: the
-    :class:`~attnkit.distributed.ring.RingStats` records of the call.
+    :class:`~attnkit.distributed.ring.RingStats` records of the call. With ``ranks``, only those
+    ranks of the world take part (a :func:`subgroup`); the others return ``None``.
     """
+    group = None
+    if ranks is not None:
+        group = subgroup(ranks)
+        if dist.get_rank() not in ranks:
+            return None
     rank, P = require_group(group)
     fn = {"ring": ring_attention, "ulysses": ulysses_attention}[variant]
     q_r, k_r, v_r = (shard(t, P, rank, layout).detach().requires_grad_(dout is not None) for t in (q, k, v))

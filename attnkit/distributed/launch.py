@@ -115,7 +115,10 @@ def _context():
         ctx = mp.get_context("forkserver")
         # torch and attnkit, imported once; torch imports symbolic_shapes (and sympy, seconds) lazily on
         # the first torch.broadcast_shapes, which attnkit's mask check calls: import it here too
-        ctx.set_forkserver_preload(["attnkit.distributed.demo", "torch.fx.experimental.symbolic_shapes"])
+        preload = ["attnkit.distributed.ring", "attnkit.distributed.demo", "torch.fx.experimental.symbolic_shapes"]
+        main = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
+        # a module run with ``python -m`` is re-run in each worker as __mp_main__: do not preload it too
+        ctx.set_forkserver_preload([m for m in preload if m != main])
         return ctx
     return mp.get_context("spawn")
 

@@ -327,9 +327,12 @@ class RingAttentionFunction(torch.autograd.Function):
             mine = torch.cat([dk_b, dv_b], dim=-1)
             dkv = mine if dkv_next is None else dkv_next + mine
             # pass the accumulator on with its block; after P hops it is back at the block's owner
-            dkv_next = torch.empty_like(dkv)
-            dkv_reqs = _exchange(dkv, dkv_next, to, frm, group, tag=2 * step + 1)
-            sent += dkv.numel() * dkv.element_size()
+            if P > 1:
+                dkv_next = torch.empty_like(dkv)
+                dkv_reqs = _exchange(dkv, dkv_next, to, frm, group, tag=2 * step + 1)
+                sent += dkv.numel() * dkv.element_size()
+            else:  # one rank: the block never leaves
+                dkv_next = dkv
             wait += _wait(reqs)
             if stats is not None:
                 stats.records.append(StepRecord("backward", step, source, tiles, skipped, flops, sent, compute, wait))

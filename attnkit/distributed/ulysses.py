@@ -47,6 +47,8 @@ class AllToAll(torch.autograd.Function):
 
 
 def _all_to_all(x: torch.Tensor, group: object, stats: RingStats | None, phase: str) -> torch.Tensor:
+    if x.shape[0] == 1:  # one rank: nothing to exchange (gloo has no pair to itself)
+        return x.clone()
     out = torch.empty_like(x)
     t0 = time.perf_counter()
     dist.all_to_all_single(out, x, group=group)

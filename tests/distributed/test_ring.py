@@ -12,7 +12,8 @@ import math
 import pytest
 import torch
 
-from attnkit.distributed.demo import attention_cases, attention_on_shards, gather_results
+from attnkit.distributed.demo import attention_case, attention_cases, attention_on_shards, gather_results
+from attnkit.distributed.launch import WorkerGroup
 from attnkit.distributed.layouts import shard_positions
 from attnkit.distributed.ring import RingStats, ring_attention
 from attnkit.distributed.ulysses import ulysses_attention
@@ -182,3 +183,25 @@ def test_case_table_covers_what_ci_needs() -> None:
                                    ("contiguous", "zigzag")):
         assert combo in covered
     assert math.isclose(TOL[torch.float64], 1e-10)
+
+
+def test_a_subgroup_of_the_world_runs_its_own_ring(group4) -> None:
+    q, k, v, dout = inputs(2, torch.float64, seed=3)
+    per_rank = group4.run(attention_case, q, k, v, dout, causal=True, layout="zigzag", ranks=[1, 3])
+    assert per_rank[0] is None and per_rank[2] is None
+    got = gather_results([per_rank[1], per_rank[3]], "zigzag")
+    ref = reference(q, k, v, dout, True)
+    for key in ("out", "dq", "dk", "dv"):
+        assert (got[key] - ref[key]).abs().max().item() < 1e-10
+
+
+def test_one_rank_is_plain_attention() -> None:
+    q, k, v, dout = inputs(1, torch.float64, seed=4)
+    with WorkerGroup(1, timeout=20) as group:
+        (mine,) = group.run(attention_cases, [dict(q=q, k=k, v=v, dout=dout, causal=True),
+                                              dict(q=q, k=k, v=v, dout=dout, variant="ulysses")])
+    for result, causal in zip(mine, (True, False)):
+        ref = reference(q, k, v, dout, causal)
+        for key in ("out", "dq", "dk", "dv"):
+            assert (result[key] - ref[key]).abs().max().item() < 1e-12
+        assert RingStats(result["stats"]).total("bytes_sent") == 0
