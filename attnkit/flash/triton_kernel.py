@@ -310,3 +310,12 @@ def attn_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Te
     _launch("bwd_dq", pre_grid, (dq_acc, dq, *dq.stride()[:3], Hq, Lq, sm_scale),
             dict(HEAD_DIM=d, BLOCK_D=bd, BLOCK_M=rows_pre, num_warps=4), interpret)
     return dq, dk, dv
+
+
+def __getattr__(name: str) -> object:
+    # the ahead-of-time helpers live in attnkit.flash.aot (imported lazily: aot imports this module)
+    if name in ("compile_for_gpu", "dots_per_loop", "ptxas_report", "ptxas_version"):
+        from attnkit.flash import aot
+
+        return getattr(aot, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
