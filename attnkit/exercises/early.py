@@ -1,6 +1,6 @@
 """Checkers for the Part I exercises: the cocktail party, sigma-pi units and fast weights.
 
-Every case also checks the dtype of the answer (:func:`attnkit.exercises._typed.typed_case`):
+Every case also checks the dtype of the answer (``attnkit.exercises._typed.typed_case``):
 float64, float32 and float16 inputs must come back in their own dtype.
 """
 

@@ -1,6 +1,6 @@
 """Checkers for the exercises of the bilateral filter and non-local means chapters (Part I).
 
-Every case also checks the dtype of the answer (:func:`attnkit.exercises._typed.typed_case`):
+Every case also checks the dtype of the answer (``attnkit.exercises._typed.typed_case``):
 float64, float32 and float16 inputs must come back in their own dtype.
 """
 
