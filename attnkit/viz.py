@@ -248,13 +248,14 @@ def flow_diagram(boxes: Mapping[str, tuple[float, float, str] | tuple[float, flo
             if end not in artists:
                 raise ValueError(f"arrow {arrow!r} names an unknown box {end!r}; boxes: {sorted(artists)}")
         a, b = artists[src], artists[dst]
-        ax.annotate("", xy=b.get_position(), xytext=a.get_position(), zorder=2,
-                    arrowprops={"arrowstyle": "-|>", "color": "0.25", "lw": 1.2, "shrinkA": 2, "shrinkB": 2,
-                                "patchA": a.get_bbox_patch(), "patchB": b.get_bbox_patch()})
+        # drawn after the boxes (higher zorder), so each render clips the arrow to the boxes as just laid out
+        ax.annotate("", xy=b.get_position(), xytext=a.get_position(), zorder=4,
+                    arrowprops={"arrowstyle": "-|>", "color": "0.25", "lw": 1.2, "shrinkA": 1, "shrinkB": 1,
+                                "mutation_scale": 14, "patchA": a.get_bbox_patch(), "patchB": b.get_bbox_patch()})
         if label:
             (x0, y0), (x1, y1) = a.get_position(), b.get_position()
             ax.text((x0 + x1) / 2, (y0 + y1) / 2, label[0], ha="center", va="bottom", fontsize=fontsize - 1,
-                    color="0.2", zorder=4)
+                    color="0.2", zorder=5)
     xs = [s[0] for s in boxes.values()]
     ys = [s[1] for s in boxes.values()]
     pad_x = 0.12 * (max(xs) - min(xs)) + 0.6
