@@ -3,8 +3,10 @@ r"""Fast weights (1990s): a slow network programs a fast one, which is causal li
 Hinton and Plaut (1987) gave each connection a slowly learned weight and a quickly changing
 *fast* weight that holds recent memories. Schmidhuber (1992) let a *slow* network program the
 fast weights of another network: at every step it emits a key $k_t$ and a value $v_t$, adds
-their outer product to the fast weight matrix, and the fast network maps a query $q_t$
-through it:
+their outer product to the fast weight matrix, and the fast network maps its input through
+it. With a query $q_t$ in place of the input (a learned projection of it, as in linear
+Transformers; the input itself in Schmidhuber's programmer, see
+:class:`FastWeightProgrammer`):
 
 $$
 W_t = W_{t-1} + v_t k_t^\top, \qquad y_t = W_t\, q_t .

@@ -94,8 +94,9 @@ def non_local_means(image: torch.Tensor, patch: int, search: int, h: float, *, b
     The queries are processed in ``block x block`` tiles: the ``b^2`` queries of a tile share
     one key region of ``(b + 2t)^2`` pixels, and a bool mask keeps, for each query, only its own
     ``(2t+1)^2`` search window (and only pixels inside the image). One ``attend`` call then does
-    a dense ``(b^2, D) x (D, (b+2t)^2)`` product per tile instead of ``b^2`` tiny ones, the
-    tiling idea that FlashAttention takes much further. ``block=1`` is one query per call.
+    a dense ``(b^2, D) x (D, (b+2t)^2)`` product per tile instead of ``b^2`` tiny ones; this
+    only amortises the cost of a call (every tile's scores are still materialised, unlike
+    FlashAttention's online softmax). ``block=1`` is one query per call.
 
     Args:
         image: float grayscale image ``(H, W)``.

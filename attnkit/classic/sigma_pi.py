@@ -21,7 +21,8 @@ third-order units $o_c = \sum_{a,b,j} W_{ab}\, q_a k_{jb} v_{jc}$ is unnormalise
 
 One second-order unit with $q = (1, x_1)$ and $k = (1, x_2)$ computes
 $W_{00} + W_{01} x_2 + W_{10} x_1 + W_{11} x_1 x_2$ and so solves XOR, which no single
-linear-threshold unit can (Minsky and Papert, 1969).
+linear-threshold unit can: in Minsky and Papert's (1969) terms XOR (2-bit parity) needs order
+2, and n-bit parity needs order n (:func:`higher_order_terms`, :func:`fit_sigma_pi`).
 
 Shapes: ``...`` batch, ``n`` inputs of a unit, ``Lq``/``Lk`` queries/keys, ``d``/``dk`` their
 widths, ``dv`` value width, ``F`` Boolean functions trained side by side.
@@ -184,8 +185,9 @@ def train_units(targets: torch.Tensor, kind: str, *, steps: int = 400, lr: float
     """Train one unit per Boolean function (rows of ``targets: (F, 4)``) on :data:`BOOLEAN_INPUTS`.
 
     Full-batch Adam on the logistic (cross-entropy) loss; the unit's output is 1 when its logit
-    is positive. A linear unit on XOR drifts to all-zero weights (logit 0 everywhere, output 0),
-    the best a logistic loss can do when no line separates the classes.
+    is positive. On XOR and XNOR the targets are uncorrelated with ``x1`` and ``x2``, so the
+    (convex) logistic loss of a linear unit is smallest at all-zero weights: training drifts
+    there, the logits stay near 0 and the accuracy depends on the seed.
     """
     check_tensor("targets", targets, min_rank=2)
     if targets.dim() != 2 or targets.shape[-1] != 4:
