@@ -213,7 +213,7 @@ def log_kernel(u: torch.Tensor, kernel: str = "gaussian") -> torch.Tensor:
     r"""$\log K(u)$ of a kernel (``-inf`` where $K = 0$), up to an additive constant.
 
     - ``gaussian``: $K(u) = e^{-u^2/2}$, so $\log K = -u^2/2$;
-    - ``boxcar``: $K(u) = [|u| \le 1]$, so $\log K = 0$ inside, $-\infty$ outside;
+    - ``boxcar``: $K(u) = [\lvert u \rvert \le 1]$, so $\log K = 0$ inside, $-\infty$ outside;
     - ``epanechnikov``: $K(u) = \tfrac34 (1 - u^2)_+$, so $\log K = \log(1 - u^2)$ inside.
 
     Constant factors ($\tfrac34$, $1/\sqrt{2\pi}$) cancel in the normalisation, so they are left out.
