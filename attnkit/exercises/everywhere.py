@@ -25,8 +25,9 @@ def check_gat_coefficients(fn: Callable[..., torch.Tensor], *, quiet: bool = Fal
     """Check a reader's ``fn(Wh, adj, a_src, a_dst) -> alpha`` (one GAT head).
 
     ``Wh: (N, Fh)`` projected node features, ``adj``: bool ``(N, N)`` with self-loops (``True``
-    = edge), ``a_src, a_dst: (Fh,)``. ``alpha: (N, N)`` must be the softmax over each node's
-    neighbours of ``LeakyReLU(a_src . Wh_i + a_dst . Wh_j)`` (slope 0.2), zero off the graph.
+    = edge), ``a_src, a_dst: (Fh,)`` with PyG's names (``a_dst`` for the attending node ``i``,
+    ``a_src`` for its neighbour ``j``). ``alpha: (N, N)`` must be the softmax over each node's
+    neighbours of ``LeakyReLU(a_dst . Wh_i + a_src . Wh_j)`` (slope 0.2), zero off the graph.
     """
     g = _gen(3)
     N, Fh = 6, 4
@@ -40,7 +41,8 @@ def check_gat_coefficients(fn: Callable[..., torch.Tensor], *, quiet: bool = Fal
     a_neg = -a_src.abs()
     cases = [
         Case("complete graph", (Wh, full, a_src, a_dst), _alpha(Wh, full, a_src, a_dst),
-             hint="score each pair with LeakyReLU(a_src . Wh_i + a_dst . Wh_j), then softmax over j"),
+             hint="score each pair with LeakyReLU(a_dst . Wh_i + a_src . Wh_j), then softmax over j "
+                  "(row i = the attending node; a_dst goes with i, a_src with the neighbour j, as in PyG)"),
         Case("a path graph", (Wh, path, a_src, a_dst), _alpha(Wh, path, a_src, a_dst),
              hint="only neighbours take part: non-edges must get weight exactly 0 (mask before the softmax)"),
         Case("a star graph", (Wh, star, a_src, a_dst), _alpha(Wh, star, a_src, a_dst),

@@ -146,24 +146,44 @@ class SetTransformer(nn.Module):
         return self.out(self.pool(h, key_padding)[:, 0])  # (B, k=1, E) -> (B, n_outputs)
 
 
+POOLS = ("sum", "mean", "max", "attention")
+"""The poolings of ``DeepSets``: a sum (Zaheer et al.), a mean, a maximum, or PMA's attention."""
+
+
 class DeepSets(nn.Module):
-    r"""Deep Sets (Zaheer et al., 2017): $\rho(\sum_i \phi(x_i))$ over the real elements.
+    r"""Deep Sets (Zaheer et al., 2017): $\rho(\operatorname{pool}_i \phi(x_i))$ over the real elements.
 
     ``forward(x (B, N, d_in), key_padding (B, N) bool or None) -> (B, n_outputs)``.
+    ``pool="sum"`` is the paper's $\rho(\sum_i \phi(x_i))$; ``"mean"`` and ``"max"`` are the
+    other symmetric poolings the paper mentions; ``"attention"`` pools with one learned seed
+    query (a ``PMA``, Lee et al., 2019), i.e. a Set Transformer without its encoder. The
+    elements never interact before the pooling.
     """
 
-    def __init__(self, d_in: int, n_outputs: int, *, d_hidden: int = 64) -> None:
+    def __init__(self, d_in: int, n_outputs: int, *, d_hidden: int = 64, pool: str = "sum",
+                 n_heads: int = 4) -> None:
         super().__init__()
-        self.d_in = d_in
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}; got {pool!r}")
+        self.d_in, self.pool_kind = d_in, pool
         self.phi = nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_hidden), nn.ReLU())
+        self.pma = PMA(d_hidden, n_heads, 1) if pool == "attention" else None
         self.rho = nn.Sequential(nn.Linear(d_hidden, d_hidden), nn.ReLU(), nn.Linear(d_hidden, n_outputs))
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
         _check_set("x", x, self.d_in, key_padding)
         h = self.phi(x)  # (B, N, D)
-        if key_padding is not None:
-            h = h * key_padding[..., None]  # padding contributes nothing to the sum
-        return self.rho(h.sum(1))  # (B, n_outputs)
+        real = key_padding[..., None] if key_padding is not None else torch.ones_like(h[..., :1], dtype=torch.bool)
+        if self.pool_kind == "sum":
+            pooled = (h * real).sum(1)  # padding contributes nothing to the sum
+        elif self.pool_kind == "mean":
+            pooled = (h * real).sum(1) / real.sum(1).clamp_min(1)
+        elif self.pool_kind == "max":
+            # phi ends in a ReLU (h >= 0), so padding set to 0 never exceeds a real element
+            pooled = h.masked_fill(~real, 0.0).amax(1)
+        else:
+            pooled = self.pma(h, key_padding)[:, 0]  # (B, k=1, D) -> (B, D)
+        return self.rho(pooled)  # (B, n_outputs)
 
 
-__all__ = ["ISAB", "MAB", "PMA", "SAB", "DeepSets", "SetTransformer"]
+__all__ = ["ISAB", "MAB", "PMA", "POOLS", "SAB", "DeepSets", "SetTransformer"]
