@@ -74,8 +74,13 @@ def record_warmup(seeds: int, steps: int) -> dict[str, object]:
 def record_relational(seeds: int, steps: list[int]) -> dict[str, object]:
     from attnkit.datasets.sequences import relational_task
     from attnkit.transformers.blocks import train_steps
-    from attnkit.transformers.relational import (AttentionReasoner, MLPReasoner, RelationNetwork,
-                                                 accuracy_by_question, reasoning_loss)
+    from attnkit.transformers.relational import (
+        AttentionReasoner,
+        MLPReasoner,
+        RelationNetwork,
+        accuracy_by_question,
+        reasoning_loss,
+    )
 
     makers = {"relation network": lambda: RelationNetwork(10, 9, 6, hidden=64),
               "MLP on all objects": lambda: MLPReasoner(10, 9, 6, n_objects=6),
