@@ -93,7 +93,8 @@ def block_diagram(norm: str = "post", *, ax: plt.Axes | None = None) -> plt.Axes
     else:
         _box(ax, stream, 0.0, "x (B, L, E)", "io", w=2.0)
         _arrow(ax, (stream, 0.28), (stream, 7.62), lw=thick)  # the residual stream, untouched
-        for y0, label, kind in ((0.9, "multi-head\nself-attention", "attention"), (4.3, "feed-forward\nW2 relu(W1 x)", "ffn")):
+        branches = ((0.9, "multi-head\nself-attention", "attention"), (4.3, "feed-forward\nW2 relu(W1 x)", "ffn"))
+        for y0, label, kind in branches:
             _arrow(ax, (stream, y0), (branch, y0), connection="arc3")
             _arrow(ax, (branch, y0), (branch, y0 + 0.32))
             _box(ax, branch, y0 + 0.6, "LayerNorm", "norm", w=2.2)
@@ -164,7 +165,8 @@ def vit_diagram(image: torch.Tensor, patch: int, *, ax: plt.Axes | None = None) 
     x0, step = side + 2.0, min(1.1, 20.0 / (n + 1))
     for t in range(n + 1):
         tx = x0 + t * step
-        ax.add_patch(Rectangle((tx, 2.6), step * 0.85, 1.6, fc=COLOURS["norm" if t == 0 else "token"], ec="black", lw=0.8))
+        fill = COLOURS["norm" if t == 0 else "token"]
+        ax.add_patch(Rectangle((tx, 2.6), step * 0.85, 1.6, fc=fill, ec="black", lw=0.8))
         ax.text(tx + step * 0.42, 3.4, "CLS" if t == 0 else str(t), ha="center", va="center", fontsize=6,
                 rotation=90 if t == 0 else 0)
     xend = x0 + (n + 1) * step

@@ -135,7 +135,7 @@ class Denoiser(nn.Module):
 
     Differences from Wang et al.'s blocks (in ResNets, after batch-normalised features): the
     tokens here are layer-normalised right before the block, so that the dot product
-    $\theta(x_i)^\top \phi(x_j)$ compares patterns rather than brightness; no batch norm after
+    $\theta(x_i)^\top \\phi(x_j)$ compares patterns rather than brightness; no batch norm after
     ``W_z`` (it starts at zero instead); no sub-sampling of ``phi`` and ``g``.
     """
 
