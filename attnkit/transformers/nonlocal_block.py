@@ -241,3 +241,29 @@ def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+def denoising_run(nonlocal_block: bool, *, steps: int = 600, seed: int = 0, n_train: int = 2048,
+                  noise: float = 0.2, lr: float = 5e-3, batch_size: int = 32,
+                  progress: bool = True) -> dict[str, object]:
+    """Train a ``Denoiser`` (32 channels) on ``repeated_patches``; returns the model, losses and test results.
+
+    Training images ``repeated_patches(n_train, noise=noise, seed=0)``, test images
+    ``repeated_patches(256, noise=noise, seed=1)`` (4 x 4 cells of 4 x 4 pixels, 4 motifs);
+    ``seed`` sets the initialisation and the batches. Returns ``{"model", "losses", "mse"`` (test),
+    ``"on_copies"``, ``"share"`` (``weight_on_copies`` of the block, ``None`` without one)``}``.
+    """
+    from attnkit.datasets.patterns import repeated_patches
+
+    train_noisy, train_clean, _ = repeated_patches(n_train, noise=noise, seed=0)
+    test_noisy, test_clean, test_groups = repeated_patches(256, noise=noise, seed=1)
+    torch.manual_seed(seed)
+    model = Denoiser(32, nonlocal_block=nonlocal_block)
+    losses = train_denoiser(model, train_noisy, train_clean, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                            progress=progress)
+    with torch.no_grad():
+        out = model(test_noisy)
+    on, share = weight_on_copies(model.block.last_weights, test_groups) if nonlocal_block else (None, None)
+    return {"model": model, "losses": losses, "mse": float(((out - test_clean) ** 2).mean()), "on_copies": on,
+            "share": share, "output": out}
+

@@ -6,12 +6,15 @@ provenance (date, versions, machine, command) in ``attnkit/data/records/<name>.j
     python -m attnkit.transformers.records warmup       [--seeds 3] [--steps 200]
     python -m attnkit.transformers.records relational   [--seeds 3] [--steps 800 2400]
     python -m attnkit.transformers.records sets         [--seeds 3] [--steps 150]
+    python -m attnkit.transformers.records nonlocal     [--seeds 3] [--steps 600]
 
 - ``warmup``: 12-block encoders (post- and pre-norm) on the reversal task at a peak rate of
   1e-2, with a constant rate, Vaswani's warm-up + decay, or the decay alone; and 2-block ones at
   3e-3 (the chapter's scale), to show where the warm-up matters.
 - ``relational``: the relation network, the MLP and the self-attention reasoner of the
   Transformer chapter, after the chapter's 800 steps and after longer training.
+- ``nonlocal``: the denoiser of *Attention everywhere* on repeated patches, with and without
+  its non-local block, several seeds (test error and the weight the block puts on copies).
 - ``sets``: the maximum of a set with Deep Sets (sum, mean, max and attention pooling) and the
   Set Transformer, the chapter's models and budget, several seeds.
 
@@ -72,30 +75,12 @@ def record_warmup(seeds: int, steps: int) -> dict[str, object]:
 
 
 def record_relational(seeds: int, steps: list[int]) -> dict[str, object]:
-    from attnkit.datasets.sequences import relational_task
-    from attnkit.transformers.blocks import train_steps
-    from attnkit.transformers.relational import (
-        AttentionReasoner,
-        MLPReasoner,
-        RelationNetwork,
-        accuracy_by_question,
-        reasoning_loss,
-    )
+    from attnkit.transformers.relational import REASONERS, relational_run
 
-    makers = {"relation network": lambda: RelationNetwork(10, 9, 6, hidden=64),
-              "MLP on all objects": lambda: MLPReasoner(10, 9, 6, n_objects=6),
-              "self-attention": lambda: AttentionReasoner(10, 9, 6, d_model=32, n_heads=2, n_layers=2)}
-    test = relational_task(2000, seed=99)
     rows = []
-    for name, make in makers.items():
+    for name in REASONERS:
         for n_steps in steps:
-            accs = []
-            for seed in range(seeds):
-                torch.manual_seed(seed)
-                model = make()
-                train_steps(model, lambda step, s=seed: relational_task(64, seed=1000 * (s + 1) + step),
-                            reasoning_loss, steps=n_steps, lr=3e-3, seed=seed, desc=f"{name}, {n_steps}")
-                accs.append(accuracy_by_question(model, test).tolist())
+            accs = [relational_run(name, steps=n_steps, seed=seed)["accuracy"] for seed in range(seeds)]
             rows.append({"model": name, "steps": n_steps, "seeds": list(range(seeds)), "accuracy": accs,
                          "per_question": [summary([a[t] for a in accs]) for t in range(3)]})
             print(name, n_steps, [round(s["mean"], 3) for s in rows[-1]["per_question"]], flush=True)
@@ -105,51 +90,9 @@ def record_relational(seeds: int, steps: list[int]) -> dict[str, object]:
             "rows": rows}
 
 
-SET_MODELS = {
-    "Set Transformer (ISAB + PMA)": ("set_transformer", {}),
-    "Deep Sets, sum pooling": ("deep_sets", {"pool": "sum"}),
-    "Deep Sets, mean pooling": ("deep_sets", {"pool": "mean"}),
-    "Deep Sets, max pooling": ("deep_sets", {"pool": "max"}),
-    "Deep Sets, attention pooling (PMA)": ("deep_sets", {"pool": "attention"}),
-}
-"""The set models of the Transformer chapter: name -> (kind, keyword arguments)."""
-
-
-def make_set_model(name: str) -> torch.nn.Module:
-    """A fresh model of ``SET_MODELS`` (the chapter's sizes)."""
-    from attnkit.transformers.sets import DeepSets, SetTransformer
-
-    kind, kw = SET_MODELS[name]
-    if kind == "set_transformer":
-        return SetTransformer(1, 1, d_model=32, n_heads=4, n_layers=1, n_inducing=4)
-    return DeepSets(1, 1, d_hidden=64, **kw)
-
-
-def set_max_run(name: str, *, steps: int = 150, seed: int = 0) -> dict[str, object]:
-    """Train ``SET_MODELS[name]`` on the set maximum; returns losses, test MAE and the model.
-
-    Batches ``set_max_task(64, seed=1000 (seed + 1) + step)``, Adam lr 3e-3, clip 1.0, MSE; the
-    test set is ``set_max_task(1000, seed=99)``.
-    """
-    from attnkit.datasets.sequences import set_max_task
-    from attnkit.masks import padding_mask
-    from attnkit.transformers.blocks import train_steps
-
-    def loss(model: torch.nn.Module, batch: tuple) -> torch.Tensor:
-        x, lengths, y = batch
-        return torch.nn.functional.mse_loss(model(x, padding_mask(lengths, x.shape[1]))[:, 0], y)
-
-    torch.manual_seed(seed)
-    model = make_set_model(name)
-    losses = train_steps(model, lambda step: set_max_task(64, seed=1000 * (seed + 1) + step), loss, steps=steps,
-                         lr=3e-3, seed=seed, desc=name)
-    x, lengths, y = set_max_task(1000, seed=99)
-    with torch.no_grad():
-        mae = float((model(x, padding_mask(lengths, x.shape[1]))[:, 0] - y).abs().mean())
-    return {"losses": losses, "mae": mae, "model": model}
-
-
 def record_sets(seeds: int, steps: int) -> dict[str, object]:
+    from attnkit.transformers.sets import SET_MODELS, set_max_run
+
     rows = []
     for name in SET_MODELS:
         runs = [set_max_run(name, steps=steps, seed=seed) for seed in range(seeds)]
@@ -160,6 +103,24 @@ def record_sets(seeds: int, steps: int) -> dict[str, object]:
     return {"what": "maximum of 2-10 numbers in [0, 1) (set_max_task); batches of 64, Adam lr 3e-3, clip 1.0, MSE; "
                     "mean absolute error on 1000 test sets (seed 99)",
             "rows": rows}
+
+
+def record_nonlocal(seeds: int, steps: int) -> dict[str, object]:
+    from attnkit.transformers.nonlocal_block import denoising_run
+
+    rows = []
+    for block in (False, True):
+        runs = [denoising_run(block, steps=steps, seed=seed, progress=False) for seed in range(seeds)]
+        row = {"model": "CNN + non-local block" if block else "CNN only", "steps": steps, "seeds": list(range(seeds)),
+               "mse": [r["mse"] for r in runs], "summary": summary([r["mse"] for r in runs])}
+        if block:
+            row["on_copies"] = [r["on_copies"] for r in runs]
+            row["share"] = runs[0]["share"]
+        rows.append(row)
+        print(row["model"], row["summary"], row.get("on_copies"), flush=True)
+    return {"what": "Denoiser (32 channels, one token per 4 x 4 cell) on repeated_patches (noise 0.2, 2048 training "
+                    "images of seed 0, 256 test images of seed 1); Adam lr 5e-3 decaying linearly, batches of 32; "
+                    "test MSE", "rows": rows}
 
 
 def load_record(name: str) -> dict[str, object]:
@@ -181,14 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("relational")
     r.add_argument("--seeds", type=int, default=3)
     r.add_argument("--steps", type=int, nargs="+", default=[800, 2400])
+    nl = sub.add_parser("nonlocal")
+    nl.add_argument("--seeds", type=int, default=3)
+    nl.add_argument("--steps", type=int, default=600)
     st = sub.add_parser("sets")
     st.add_argument("--seeds", type=int, default=3)
     st.add_argument("--steps", type=int, default=150)
-    for p in (w, r, st):
+    for p in (w, r, st, nl):
         p.add_argument("--out", type=Path, default=None, help="output file (default: attnkit/data/records/NAME.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    record = {"warmup": record_warmup, "relational": record_relational, "sets": record_sets}[args.name]
+    record = {"warmup": record_warmup, "relational": record_relational, "sets": record_sets,
+              "nonlocal": record_nonlocal}[args.name]
     body = record(args.seeds, args.steps)
     out = args.out or RECORDS / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
