@@ -12,6 +12,9 @@ scaled dot-product score $q^\top k / \sqrt{d}$ and a softmax, plus what the pape
 - ``TinyTransformer``, an encoder-decoder with per-layer, per-head attention maps
   (``TinyTransformer.attention_maps``), and ``train_steps``, a small training loop.
 
+Masks follow attnkit (bool ``True`` = takes part), the opposite of ``torch.nn``'s Transformer
+layers and ``torch.nn.MultiheadAttention`` (``True`` = ignored).
+
 Shapes: ``B`` batch, ``L`` source length, ``T`` target length, ``E`` model width
 (``d_model``), ``H`` heads, ``Dh = E / H``, ``V`` vocabulary size.
 """
@@ -117,6 +120,11 @@ class EncoderBlock(nn.Module):
     ``forward(x (B, L, E), key_padding (B, L) bool or None) -> (B, L, E)``; the attention
     weights ``(B, H, L, L)`` of the last call are kept in ``self.weights``. ``score`` is passed
     to :class:`attnkit.MultiHeadAttention` (e.g. ``rotary_score``).
+
+    Matches ``torch.nn.TransformerEncoderLayer(E, H, F, dropout=0, batch_first=True,
+    norm_first=(norm == "pre"))`` with the same weights (the tests check it), with one
+    difference of convention: ``key_padding`` is ``True`` for **real** tokens here, while
+    torch's ``src_key_padding_mask`` is ``True`` for **padding**: pass ``~key_padding`` to torch.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, *, norm: str = "pre", dropout: float = 0.0,
@@ -151,6 +159,9 @@ class DecoderBlock(nn.Module):
     cross-attention sees every real source position. The weights of the last call are kept in
     ``self.self_weights (B, H, T, T)`` and ``self.cross_weights (B, H, T, L)``. ``score``
     applies to the self-attention; the cross-attention always uses the scaled dot product.
+    Matches ``torch.nn.TransformerDecoderLayer`` with the same weights, given torch's
+    opposite mask polarity (``memory_key_padding_mask = ~memory_padding``, and a causal
+    ``tgt_mask`` that torch builds with ``-inf`` above the diagonal).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, *, norm: str = "pre", dropout: float = 0.0,
@@ -224,6 +235,12 @@ class TinyTransformer(nn.Module):
     ``forward(src (B, L) long, tgt_in (B, T) long, src_padding (B, L) bool or None)`` returns
     logits ``(B, T, V)``; ``generate`` decodes greedily; ``attention_maps`` returns the
     weights of the last forward pass per layer and head.
+
+    Differences from Vaswani et al. (2017): pre-norm by default (the paper: post-norm) with a
+    final layer norm; no dropout by default; no label smoothing; embeddings not multiplied by
+    ``sqrt(d_model)``; the output projection not tied to the embeddings; greedy decoding
+    instead of beam search; trained in the book with constant-rate Adam and clipping
+    (``train_steps``) rather than the warm-up schedule of :mod:`attnkit.transformers.warmup`.
     """
 
     def __init__(self, vocab_size: int, *, d_model: int = 32, n_heads: int = 2, d_ff: int = 64, n_layers: int = 1,

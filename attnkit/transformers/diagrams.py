@@ -9,7 +9,7 @@
 
 Each function draws into ``ax`` (a new figure if ``None``) and returns the ``Axes``. Nothing is
 computed: the diagrams show the data flow of the code in :mod:`attnkit.transformers.blocks`,
-:mod:`attnkit.mha` and :mod:`attnkit.transformers.vit`.
+``attnkit.mha`` and :mod:`attnkit.transformers.vit`.
 """
 
 from __future__ import annotations

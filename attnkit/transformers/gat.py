@@ -241,3 +241,25 @@ def train_node_classifier(model: nn.Module, data: dict[str, torch.Tensor], *, ep
         pred = model(x, adj).argmax(-1)
     acc = {name: (pred[data[name]] == y[data[name]]).float().mean().item() for name in ("train", "test")}
     return {"losses": losses, "train_acc": acc["train"], "test_acc": acc["test"], "pred": pred}
+
+
+GRAPH_MODELS = {"GAT, 1 head": {"kind": "gat", "heads": 1},
+                "GAT, 8 heads": {"kind": "gat", "heads": 8},
+                "uniform weights (GCN-style)": {"kind": "uniform", "heads": 8}}
+"""The karate-club models of *Attention everywhere*: name -> ``GraphNet`` keyword arguments."""
+
+
+def karate_run(name: str, split: int, *, epochs: int = 150, lr: float = 0.01) -> dict[str, object]:
+    """Train ``GRAPH_MODELS[name]`` (8 features per head) on ``karate_club(2, seed=split)``.
+
+    Seeds the initialisation with ``split``; returns ``train_node_classifier``'s dict plus the
+    ``"model"`` and the ``"data"``.
+    """
+    if name not in GRAPH_MODELS:
+        raise ValueError(f"name must be one of {list(GRAPH_MODELS)}; got {name!r}")
+    data = karate_club(n_labelled=2, seed=split)
+    torch.manual_seed(split)
+    model = GraphNet(data["features"].shape[1], 8, 2, **GRAPH_MODELS[name])
+    res = train_node_classifier(model, data, epochs=epochs, lr=lr, progress=False)
+    return {**res, "model": model, "data": data}
+

@@ -206,3 +206,16 @@ def test_gat_checker_accepts_masked_and_rejects_unmasked() -> None:
     assert not check_gat_coefficients(relu, quiet=True)
     assert not check_gat_coefficients(swapped, quiet=True)
     assert not check_gat_coefficients(columns, quiet=True)
+
+
+def test_karate_run_is_seeded_by_the_split(one_thread: None) -> None:
+    from attnkit.transformers.gat import GRAPH_MODELS, karate_run
+
+    assert set(GRAPH_MODELS) == {"GAT, 1 head", "GAT, 8 heads", "uniform weights (GCN-style)"}
+    a = karate_run("uniform weights (GCN-style)", split=3, epochs=20)
+    b = karate_run("uniform weights (GCN-style)", split=3, epochs=20)
+    assert a["test_acc"] == b["test_acc"] and torch.equal(a["data"]["train"], karate_club(2, seed=3)["train"])
+    assert karate_run("GAT, 8 heads", split=0, epochs=2)["model"].l1.W.shape == (8, 34, 8)
+    with pytest.raises(ValueError, match="name must be one of"):
+        karate_run("GCN", split=0)
+
