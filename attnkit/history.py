@@ -64,6 +64,9 @@ HISTORY: tuple[Milestone, ...] = (
     Milestone(2022, 2024, "FlashAttention 1-2: online softmax and IO-aware exact attention, in Triton",
               ("milakov2018", "rabe2021", "dao2022", "dao2024", "tillet2019"), "chapters/part4/flash-attention",
               ERAS[3]),
+    Milestone(2023, 2023, "Beyond one device: sequence parallelism, ring attention, striped and zig-zag layouts, "
+              "DeepSpeed-Ulysses", ("li2023sequence", "liu2023ring", "brandon2023striped", "jacobs2023ulysses"),
+              "chapters/part4/ring-attention", ERAS[3]),
 )
 """The book's history table, in chronological order."""
 

@@ -10,10 +10,19 @@ $$
 $$
 
 i.e. ``attend(q, E @ k, F @ v)``: ordinary attention over $r$ "virtual" keys, $O(N r)$ time and
-memory. In the paper $E, F$ are learned; this module builds the two untrained choices the paper
-discusses: a Gaussian random projection (the Johnson-Lindenstrauss argument of its Theorem 1)
-and mean pooling over $r$ equal segments (its "general projections"). Pooling is exact when
-$r = N$; a random projection is not exact for any $r$.
+memory. In the paper $E, F$ are learned. Its theory uses random ones: Theorem 1 applies the
+Johnson-Lindenstrauss lemma to the attention matrix $P$ itself, $P \approx P R^\top R$ with
+$R$ a Gaussian $(r, N)$ matrix of rank $r = \Theta(\log N)$ for a fixed error; Theorem 2 states
+that suitable $E, F$ exist for the architecture, and its proof takes $E = \delta R$ and
+$F = e^{-\delta} R$, $\delta$ a small constant.
+This module builds the two untrained choices: a Gaussian projection (``E = F = R``; pass
+``E`` and ``F`` for Theorem 2's scaled pair) and mean pooling over $r$ equal segments (one of
+the paper's "general projections"). Pooling is exact when $r = N$; a random projection is
+exact for no $r$ and converges slowly as $r$ grows (the chapter measures both).
+
+Two limits follow from the shapes: $E$ and $F$ are $(r, N)$, so a layer is built for one
+sequence length $N$ (shorter inputs must be padded), and every virtual key mixes keys from
+the whole sequence, so there is no causal form (a query would see the future through $EK$).
 """
 
 from __future__ import annotations

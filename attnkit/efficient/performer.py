@@ -15,8 +15,10 @@ so $\phi(x)^\top \phi(y)$ is an **unbiased** estimate of $e^{x^\top y}$ with pos
 (trigonometric features, $\cos$ and $\sin$, are unbiased too but can go negative and blow up
 the normaliser). With $x = q / d^{1/4}$ and $y = k / d^{1/4}$ the kernel is the Transformer's
 $e^{q^\top k / \sqrt d}$. Drawing the $\omega_t$ in orthogonal blocks (Gram-Schmidt, lengths
-resampled from the $\chi_d$ law) keeps each one Gaussian, hence keeps the estimate unbiased;
-the paper proves it lowers the mean squared error. Attention is then *linear* attention with these features
+drawn from the $\chi_d$ law, the law of the norm of a $d$-dimensional standard Gaussian vector)
+keeps each one marginally Gaussian, hence keeps the estimate unbiased; for $m \le d$ (one
+orthogonal block) the paper proves that it strictly lowers the mean squared error (its
+Theorem 2). Attention is then *linear* attention with these features
 (Katharopoulos et al., 2020): by associativity
 
 $$
@@ -26,7 +28,9 @@ $$
 $O(N m d)$ instead of $O(N^2 d)$. It is the quadratic
 ``attend(phi(q), phi(k), v, score="dot", normalize=row_sum_normalize)`` with the brackets
 moved. The causal version replaces $\phi(K)^\top V$ by prefix sums
-$S_i = \sum_{j \le i} \phi(k_j) v_j^\top$.
+$S_i = \sum_{j \le i} \phi(k_j) v_j^\top$ and $z_i = \sum_{j \le i} \phi(k_j)$, which is a
+recurrent network with the state $(S_i, z_i)$ (:func:`linear_attention_step`): the
+"Transformers are RNNs" view of Katharopoulos et al. (2020).
 """
 
 from __future__ import annotations
@@ -145,6 +149,59 @@ def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, 
         S = S + kb.transpose(-2, -1) @ vb  # S += sum_{j in block} phi(k_j) v_j^T
         z = z + kb.sum(-2, keepdim=True)
     return out
+
+
+def linear_attention_step(state: tuple[torch.Tensor, torch.Tensor] | None, phi_q_t: torch.Tensor,
+                          phi_k_t: torch.Tensor, v_t: torch.Tensor,
+                          ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    r"""One step of causal linear attention as a recurrent network: ``(o_t, (S_t, z_t))``.
+
+    Equivalent to::
+
+        S_t = S_{t-1} + outer(phi(k_t), v_t)         # (..., m, dv): sum_{j<=t} phi(k_j) v_j^T
+        z_t = z_{t-1} + phi(k_t)                     # (..., m):     sum_{j<=t} phi(k_j)
+        o_t = phi(q_t) @ S_t / (phi(q_t) . z_t)      # (..., dv)
+
+    The state has ``m dv + m`` numbers whatever ``t`` is: generating a token costs
+    ``O(m dv)`` time and memory, against ``O(t d)`` for softmax attention with a cache of
+    ``t`` keys and values. ``state=None`` starts from zeros. ``phi_q_t, phi_k_t: (..., m)``,
+    ``v_t: (..., dv)``. A zero denominator (no key yet with weight) gives ``o_t = 0``.
+    """
+    check_tensor("phi_q_t", phi_q_t, min_rank=1, shape="(..., m)")
+    check_tensor("phi_k_t", phi_k_t, min_rank=1, shape="(..., m)")
+    check_tensor("v_t", v_t, min_rank=1, shape="(..., dv)")
+    if phi_q_t.shape != phi_k_t.shape or phi_k_t.shape[:-1] != v_t.shape[:-1]:
+        raise ValueError(f"phi_q_t and phi_k_t must be (..., m) and v_t (..., dv) with the same batch dims; got "
+                         f"{tuple(phi_q_t.shape)}, {tuple(phi_k_t.shape)}, {tuple(v_t.shape)}")
+    if state is None:
+        S = phi_k_t.new_zeros(*phi_k_t.shape, v_t.shape[-1])  # (..., m, dv)
+        z = phi_k_t.new_zeros(phi_k_t.shape)  # (..., m)
+    else:
+        S, z = state
+    # S_t = S_{t-1} + phi(k_t) v_t^T;  z_t = z_{t-1} + phi(k_t)
+    S = S + phi_k_t[..., :, None] * v_t[..., None, :]
+    z = z + phi_k_t
+    # o_t = phi(q_t)^T S_t / phi(q_t)^T z_t
+    num = (phi_q_t[..., None, :] @ S)[..., 0, :]  # (..., 1, m) @ (..., m, dv) -> (..., dv)
+    den = (phi_q_t * z).sum(-1, keepdim=True)  # (..., 1)
+    return num / torch.where(den != 0, den, torch.ones_like(den)), (S, z)
+
+
+def linear_attention_recurrent(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""Causal linear attention token by token with :func:`linear_attention_step` (the RNN form).
+
+    Equivalent to ``linear_attention(phi_q, phi_k, v, causal=True)`` and to the masked quadratic
+    ``attend(phi_q, phi_k, v, score="dot", normalize=row_sum_normalize, mask=causal_mask(L))``
+    (Katharopoulos et al., 2020, "Transformers are RNNs"). ``phi_q, phi_k: (..., L, m)``,
+    ``v: (..., L, dv)`` -> ``(..., L, dv)``.
+    """
+    check_qkv(phi_q, phi_k, v, same_length=True)
+    state = None
+    outs = []
+    for t in range(phi_q.shape[-2]):
+        o_t, state = linear_attention_step(state, phi_q[..., t, :], phi_k[..., t, :], v[..., t, :])
+        outs.append(o_t)
+    return torch.stack(outs, dim=-2)  # (..., L, dv)
 
 
 def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_features: int = 256,

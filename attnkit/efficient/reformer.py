@@ -10,7 +10,11 @@ $$
 
 and nearby directions tend to share a bucket. Queries and keys are shared
 ($k_j = q_j / \lVert q_j \rVert$, so $q_i$ and $k_i$ land in the same bucket) and the score is
-$s_{ij} = q_i^\top k_j$ (the keys have unit length already, so there is no $1/\sqrt d$). The sequence is
+$s_{ij} = q_i^\top k_j = \lVert q_i \rVert \cos\theta_{ij}$, with no further $1/\sqrt d$: this is
+the convention of the authors' code (trax's ``attend``: ``k = length_normalized(k)`` divides by
+the root mean square, ``k = k / sqrt(d)`` then makes it unit length, the query is left as it is)
+and of Hugging Face's ``LSHSelfAttention`` (``_len_and_dim_norm``). The query's norm acts as
+the inverse temperature, which a trained model learns. The sequence is
 **sorted** by (bucket, position), cut into **chunks** of $c$ positions, and each chunk attends to
 itself and the chunk before: ``attend`` on ``(n, c, 2c)`` blocks, $O(N c)$ memory. A token
 attends to itself only when nothing else is there (its score gets $-10^5$). Hashing is
@@ -166,7 +170,7 @@ def lsh_attention(qk: torch.Tensor, v: torch.Tensor, *, n_buckets: int = 8, n_ro
         pos_k = look(pos_q)  # (B, n, kc) with kc = 2c (or c when n = 1)
         take = lambda t, p: t.gather(1, p.reshape(B, -1, 1).expand(-1, -1, t.shape[-1])).reshape(*p.shape, -1)  # noqa: E731
         qs, ks, vs = take(q, pos_q), take(k, pos_k), take(vv, pos_k)  # (B, n, c, d), (B, n, kc, d), (B, n, kc, dv)
-        # s_ij = q_i . k_j (unit keys, so no 1/sqrt(d)) inside each chunk pair: (B, n, c, kc)
+        # s_ij = q_i . k_j with unit keys (trax's and HF's convention) in each chunk pair: (B, n, c, kc)
         s = attention_scores(qs, ks, score="dot")
         same = pos_q[..., :, None] == pos_k[..., None, :]  # (B, n, c, kc)
         if exclude_self:

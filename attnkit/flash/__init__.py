@@ -1,7 +1,8 @@
 """FlashAttention: exact attention tiled for the GPU's memory hierarchy (Part IV of the book).
 
 - ``attnkit.flash.online_softmax``: the online softmax, a blocked NumPy reference of the
-  forward and backward passes, and the HBM byte counts of naive and tiled attention;
+  forward (in FlashAttention-2's and FlashAttention-1's loop orders) and backward passes, and
+  the HBM byte counts of naive and tiled attention, with the SRAM and register models;
 - ``attnkit.flash.triton_kernel``: the Triton kernels (imported only when used; Triton
   exists for Linux only);
 - ``attnkit.flash.api``: ``flash_attention``, the differentiable entry point.
@@ -19,11 +20,15 @@ from attnkit.flash.api import (
 from attnkit.flash.online_softmax import (
     ByteCounter,
     attention_np,
+    flash1_block_sizes,
     flash_backward_np,
+    flash_forward_kv_outer_np,
     flash_forward_np,
     hbm_traffic,
+    hbm_traffic_backward,
     online_softmax,
     online_softmax_stats,
+    register_bytes,
     sram_bytes,
 )
 
@@ -33,13 +38,17 @@ __all__ = [
     "FlashAttentionFunction",
     "attention_np",
     "flash_attention",
+    "flash1_block_sizes",
     "flash_attention_forward",
     "flash_backward_np",
+    "flash_forward_kv_outer_np",
     "flash_forward_np",
     "hbm_traffic",
+    "hbm_traffic_backward",
     "interpreter_available",
     "online_softmax",
     "online_softmax_stats",
+    "register_bytes",
     "sram_bytes",
     "triton_available",
     "triton_version",

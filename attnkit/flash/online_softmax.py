@@ -31,10 +31,14 @@ __all__ = [
     "ByteCounter",
     "attention_np",
     "flash_backward_np",
+    "flash1_block_sizes",
+    "flash_forward_kv_outer_np",
     "flash_forward_np",
     "hbm_traffic",
+    "hbm_traffic_backward",
     "online_softmax",
     "online_softmax_stats",
+    "register_bytes",
     "sram_bytes",
 ]
 
@@ -197,14 +201,19 @@ def flash_backward_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, o: np.ndarray
         dq += ds k * scale    dk += ds^T q * scale
 
     The outer loop runs over key blocks (``dk``, ``dv`` stay in SRAM), the inner over query
-    blocks (``dq`` is accumulated in HBM), as in Dao et al. (2022).
+    blocks (``dq`` is accumulated in HBM), as in Algorithm 4 of Dao et al. (2022); ``delta``
+    is computed in a pre-pass over ``o`` and ``do``, as in FlashAttention-2 (Dao, 2024), whose
+    traffic ``counter`` also records (reads of O and dO, a float32 write of delta).
+    :func:`hbm_traffic_backward` gives the same count in closed form.
     """
     q, k, v, o, do = (np.asarray(t, dtype=np.float64) for t in (q, k, v, o, do))
     lse = np.asarray(lse, dtype=np.float64)
     n, d = q.shape[-2:]
     scale = _scale(d, softmax_scale)
     c = counter if counter is not None else ByteCounter()
-    delta = (do * o).sum(-1)                                            # (..., N): rowsum(dO * O)
+    # pre-pass: delta_i = rowsum(dO_i * O_i), reading O and dO once and writing delta (float32)
+    delta = (c.read("O", o) * c.read("dO", do)).sum(-1)                 # (..., N)
+    c.write("delta", delta, bytes_per_element=4)
     dq = np.zeros_like(q)
     dk = np.zeros_like(k)
     dv = np.zeros_like(v)
@@ -232,7 +241,7 @@ def flash_backward_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, o: np.ndarray
             dv_blk += np.swapaxes(p, -1, -2) @ do_blk
             ds = p * (do_blk @ np.swapaxes(v_blk, -1, -2) - delta_blk[..., None])
             # dq += ds k * scale (read-modify-write in HBM);  dk += ds^T q * scale
-            dq[..., i0:i1, :] += c.read("dQ", ds @ k_blk * scale)
+            dq[..., i0:i1, :] = c.read("dQ", dq[..., i0:i1, :]) + ds @ k_blk * scale
             c.write("dQ", dq[..., i0:i1, :])
             dk_blk += np.swapaxes(ds, -1, -2) @ q_blk * scale
         dk[..., j0:j1, :] = dk_blk
@@ -242,26 +251,160 @@ def flash_backward_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, o: np.ndarray
     return dq, dk, dv
 
 
+def flash_forward_kv_outer_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool = False,
+                              softmax_scale: float | None = None, block_r: int = 16, block_c: int = 16,
+                              counter: ByteCounter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """FlashAttention-1's loop order (Algorithm 1 of Dao et al., 2022): ``(o, lse)`` like ``flash_forward_np``.
+
+    The **outer** loop runs over blocks of ``block_c`` keys (``K_j``, ``V_j`` are loaded once
+    and stay in SRAM), the inner over blocks of ``block_r`` queries. The running statistics
+    ``m``, ``l`` and the output ``O`` live in HBM: every inner step loads ``Q_i``, ``O_i``,
+    ``l_i``, ``m_i``, folds in the tile and writes ``O_i``, ``l_i``, ``m_i`` back, with ``O_i``
+    kept normalised::
+
+        m_new = max(m_i, rowmax(S_ij));  l_new = e^(m_i - m_new) l_i + rowsum(e^(S_ij - m_new))
+        O_i <- (l_i e^(m_i - m_new) O_i + e^(S_ij - m_new) V_j) / l_new
+
+    FlashAttention-2 (Dao, 2024) swapped the loops (``flash_forward_np``): then ``O_i``, ``m_i``
+    and ``l_i`` stay on chip and are written once, and only ``K`` and ``V`` are re-read.
+    ``counter`` records the traffic, which :func:`hbm_traffic` with ``order="kv_outer"`` gives
+    in closed form. ``lse = m + log(l)`` is returned for comparison (Algorithm 1 keeps ``m``
+    and ``l`` instead).
+    """
+    q, k, v = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
+    n, d = q.shape[-2:]
+    scale = _scale(d, softmax_scale)
+    c = counter if counter is not None else ByteCounter()
+    # initialise O = 0, l = 0, m = -inf in HBM
+    o = np.zeros_like(q)
+    l_hbm = np.zeros(q.shape[:-1])
+    m_hbm = np.full(q.shape[:-1], -np.inf)
+    c.write("O", o)
+    c.write("l", l_hbm, bytes_per_element=4)
+    c.write("m", m_hbm, bytes_per_element=4)
+    for j0 in range(0, n, block_c):
+        j1 = min(j0 + block_c, n)
+        # load K_j, V_j: stay in SRAM for the whole inner loop
+        k_blk = c.read("K", k[..., j0:j1, :])                          # (..., Bc, d)
+        v_blk = c.read("V", v[..., j0:j1, :])                          # (..., Bc, d)
+        lo = (j0 // block_r) * block_r if causal else 0                # causal: rows i >= j0 only
+        for i0 in range(lo, n, block_r):
+            i1 = min(i0 + block_r, n)
+            q_blk = c.read("Q", q[..., i0:i1, :])                      # (..., Br, d)
+            o_blk = c.read("O", o[..., i0:i1, :])
+            l_i = c.read("l", l_hbm[..., i0:i1], bytes_per_element=4)
+            m_i = c.read("m", m_hbm[..., i0:i1], bytes_per_element=4)
+            s = q_blk @ np.swapaxes(k_blk, -1, -2) * scale              # (..., Br, Bc)
+            if causal and j1 - 1 > i0:
+                rows, cols = np.arange(i0, i1)[:, None], np.arange(j0, j1)[None, :]
+                s = np.where(cols <= rows, s, -np.inf)
+            # statistics of the tile, then of everything seen so far
+            m_t = s.max(-1)
+            p = np.exp(s - _empty_safe(m_t)[..., None])                # (..., Br, Bc)
+            l_t = p.sum(-1)
+            m_new = np.maximum(m_i, m_t)
+            safe = _empty_safe(m_new)
+            a_old, a_new = np.exp(m_i - safe), np.exp(m_t - safe)
+            l_new = a_old * l_i + a_new * l_t
+            # O_i <- (l_i e^(m_i - m_new) O_i + e^(m_t - m_new) P V_j) / l_new, written back to HBM
+            num = (l_i * a_old)[..., None] * o_blk + a_new[..., None] * (p @ v_blk)
+            o[..., i0:i1, :] = num / np.where(l_new > 0, l_new, 1.0)[..., None]
+            l_hbm[..., i0:i1], m_hbm[..., i0:i1] = l_new, m_new
+            c.write("O", o[..., i0:i1, :])
+            c.write("l", l_new, bytes_per_element=4)
+            c.write("m", m_new, bytes_per_element=4)
+    return o, m_hbm + np.log(l_hbm)
+
+
+def _visited_rows(n: int, outer: int, inner: int, causal: bool, inner_is_query: bool) -> int:
+    """Rows of the inner blocks a blocked loop touches, summed over its outer blocks."""
+    rows = 0
+    for o0 in range(0, n, outer):
+        if not causal:
+            rows += n
+        elif inner_is_query:                       # outer = key block [o0, ..): query rows from its block on
+            rows += n - (o0 // inner) * inner
+        else:                                      # outer = query block: key rows up to its last row
+            rows += min(-(-min(o0 + outer, n) // inner) * inner, n)
+    return rows
+
+
 def hbm_traffic(n: int, d: int, block_m: int = 64, block_n: int = 64, causal: bool = False,
-                bytes_per_element: int = 2) -> dict[str, int]:
+                bytes_per_element: int = 2, order: str = "q_outer") -> dict[str, int]:
     """Closed-form HBM bytes of the forward pass for one (batch, head): ``{"naive": ..., "tiled": ...}``.
 
     ``naive`` is standard attention that materialises the scores (Algorithm 0 of Dao et al., 2022):
     read Q, K, write S, read S, write P, read P, V, write O, i.e. ``4 N d + 4 N^2`` elements.
-    ``tiled`` is ``flash_forward_np``: Q read and O written once, plus K and V read once per
-    block of queries (only up to the diagonal when ``causal``), plus the float32 log-sum-exp.
-    The two agree with a ``ByteCounter`` run of the NumPy code.
+    ``tiled`` with ``order="q_outer"`` is ``flash_forward_np`` (FlashAttention-2's loop order,
+    ``block_m`` query rows per tile): Q read and O written once, plus K and V read once per
+    block of queries (only up to the diagonal when ``causal``), plus the float32 log-sum-exp,
+    about ``2 N d + 2 N d * N / block_m`` elements. With ``order="kv_outer"`` it is
+    ``flash_forward_kv_outer_np`` (FlashAttention-1's Algorithm 1, ``block_m`` = its ``B_r``,
+    ``block_n`` = ``B_c``): K, V read once, and Q, O read and O written once per block of keys,
+    with the float32 ``m`` and ``l`` alongside, about ``3 N d + 3 N d * N / block_n`` elements.
+    Either way, with tiles of ``~M / (4 d)`` rows for an SRAM of ``M`` elements, the traffic is
+    ``Theta(N^2 d^2 / M)`` (Theorem 2 of Dao et al., 2022; see :func:`flash1_block_sizes`).
+    Both agree with a ``ByteCounter`` run of the NumPy code.
     """
+    if order not in ("q_outer", "kv_outer"):
+        raise ValueError(f"order must be 'q_outer' (FlashAttention-2) or 'kv_outer' (FlashAttention-1); got {order!r}")
     b = bytes_per_element
     naive = (4 * n * d + 4 * n * n) * b
-    kv_rows = 0
-    for i0 in range(0, n, block_m):
-        hi = min(i0 + block_m, n) if causal else n
-        kv_rows += min(-(-hi // block_n) * block_n, n)     # whole key blocks up to hi, ragged last one
-    tiled = (2 * n * d + 2 * kv_rows * d) * b + 4 * n
+    if order == "q_outer":
+        kv_rows = _visited_rows(n, block_m, block_n, causal, inner_is_query=False)
+        tiled = (2 * n * d + 2 * kv_rows * d) * b + 4 * n
+    else:
+        q_rows = _visited_rows(n, block_n, block_m, causal, inner_is_query=True)
+        tiled = (n * d + 2 * n * d + 3 * q_rows * d) * b + 4 * (2 * n + 4 * q_rows)
     return {"naive": naive, "tiled": tiled}
 
 
-def sram_bytes(block_m: int, block_n: int, d: int, bytes_per_element: int = 2) -> int:
-    """SRAM a forward tile needs: q, k, v blocks in 16-bit, ``acc`` and the score tile in float32."""
-    return (block_m * d + 2 * block_n * d) * bytes_per_element + (block_m * d + block_m * block_n + 2 * block_m) * 4
+def hbm_traffic_backward(n: int, d: int, block_m: int = 16, block_n: int = 16, causal: bool = False,
+                         bytes_per_element: int = 2) -> int:
+    """Closed-form HBM bytes of ``flash_backward_np`` for one (batch, head), the delta pre-pass included.
+
+    Pre-pass: read O and dO, write delta (float32). Main loop (key blocks outside): K, V read
+    and dK, dV written once; for every visited (key block, query block) pair, Q and dO read,
+    the float32 LSE and delta read, and dQ read and written back. About
+    ``6 N d + 4 N d * N / block_n`` elements plus ``4 N + 8 N^2 / block_n`` float32 bytes.
+    """
+    b = bytes_per_element
+    q_rows = _visited_rows(n, block_n, block_m, causal, inner_is_query=True)
+    return (2 * n * d + 4 * n * d + 4 * q_rows * d) * b + 4 * (n + 2 * q_rows)
+
+
+def flash1_block_sizes(sram_elements: int, d: int) -> tuple[int, int]:
+    """The block sizes of FlashAttention-1's Algorithm 1 for an SRAM of ``M`` elements: ``(B_r, B_c)``.
+
+    ``B_c = ceil(M / (4 d))`` and ``B_r = min(ceil(M / (4 d)), d)``: four blocks of about
+    ``M / 4`` elements each (``Q_i``, ``O_i``, ``K_j``, ``V_j``) fill the SRAM. Needs ``d <= M``.
+    """
+    if not d <= sram_elements:
+        raise ValueError(f"FlashAttention's analysis needs d <= M; got d={d}, M={sram_elements}")
+    bc = -(-sram_elements // (4 * d))
+    return min(bc, d), bc
+
+
+def sram_bytes(block_m: int, block_n: int, d: int, bytes_per_element: int = 2, num_stages: int = 2) -> int:
+    """Shared memory (SRAM) a forward program of a pipelined tiled kernel needs, in bytes.
+
+    Equivalent to ``(block_m * d + num_stages * 2 * block_n * d) * bytes_per_element``: the
+    ``Q_i`` tile, resident for the whole loop, plus ``num_stages`` buffers of a ``K_j`` and a
+    ``V_j`` tile, so that the next tiles arrive while the current one is used (software
+    pipelining; ``num_stages`` as in ``triton.Config``). The accumulator ``acc``, the score
+    tile ``S_ij`` and ``m_i``, ``l_i`` are *not* here: a GPU kernel keeps them in registers
+    (:func:`register_bytes`). Not modelled either: scratch the compiler may add for layout
+    conversions or the epilogue, or its reuse of one buffer for several tiles; the tests compare
+    the model with Triton's compiled kernel where Triton is installed.
+    """
+    return (block_m * d + num_stages * 2 * block_n * d) * bytes_per_element
+
+
+def register_bytes(block_m: int, block_n: int, d: int) -> int:
+    """Register-file bytes of a forward program's float32 state: ``acc``, ``S_ij``, ``m_i`` and ``l_i``.
+
+    Equivalent to ``4 * (block_m * d + block_m * block_n + 2 * block_m)``. An H100 SM has
+    256 KB of registers (65,536 of 4 bytes), at most 255 per thread, shared by the programs
+    resident on it; a tile whose state does not fit spills to (slow) local memory.
+    """
+    return 4 * (block_m * d + block_m * block_n + 2 * block_m)

@@ -57,3 +57,32 @@ def test_recorded_run_is_complete():
     assert {"provenance", "config", "results", "summary"} <= set(data)
     assert max(r["n"] for r in data["results"]) == 65536
     assert "skipped" in format_table(data) or all(not r["skipped"] for r in data["results"])
+
+
+def _fake_measure(real, *, extra_wall: float = 0.0, extra_cpu: float = 0.0):
+    def fake(fn, *, rss):
+        out, cpu, wall, peak = real(fn, rss=rss)
+        return out, cpu + extra_cpu, wall + extra_wall, peak
+    return fake
+
+
+def test_time_cap_uses_cpu_time_not_wall_time(tmp_path, monkeypatch):
+    import attnkit.bench.efficient as eff
+
+    argv = ["--min-n", "64", "--max-n", "256", "--repeats", "1", "--methods", "exact", "local", "--window", "16",
+            "--time-cap-s", "5", "--err-max-n", "64", "--no-plot", "--out", str(tmp_path)]
+    real = eff.measure
+    # a loaded machine: every call waits 100 s of wall time, its CPU time is unchanged -> nothing skipped
+    monkeypatch.setattr(eff, "measure", _fake_measure(real, extra_wall=100.0))
+    assert main(argv) == 0
+    data = json.loads((tmp_path / "efficient.json").read_text())
+    assert not any(r["skipped"] for r in data["results"])
+    assert data["summary"]["wall_over_cpu"] > 10
+    # calls that really cost 4 s of CPU each: at the next size (twice as long, slope 2 assumed from one
+    # point) the predicted 16 s exceed the 5 s cap, so the larger sizes are skipped
+    monkeypatch.setattr(eff, "measure", _fake_measure(real, extra_cpu=4.0))
+    assert main(argv) == 0
+    data = json.loads((tmp_path / "efficient.json").read_text())
+    skipped = [(r["method"], r["n"]) for r in data["results"] if r["skipped"]]
+    assert skipped == [("exact", 128), ("local", 128), ("exact", 256), ("local", 256)]
+    assert all("s CPU per call > cap 5 s" in r["reason"] for r in data["results"] if r["skipped"])

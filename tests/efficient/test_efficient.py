@@ -10,12 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attnkit import attend, causal_mask
+from attnkit.classic.fast_weights import fast_weight_programmer
 from attnkit.efficient import (
     attention_singular_values,
     chunked_attention,
     favor_features,
     fixed_sparse_mask,
     linear_attention,
+    linear_attention_recurrent,
+    linear_attention_step,
     linformer_attention,
     linformer_projection,
     local_attention,
@@ -250,6 +253,56 @@ def test_causal_prefix_sum_matches_cumsum():
     z = torch.cumsum(fk, 0)
     ref = torch.einsum("lm,lmd->ld", fq, S) / (fq * z).sum(-1, keepdim=True)
     torch.testing.assert_close(linear_attention(fq, fk, v, causal=True, chunk=7), ref)
+
+
+def test_recurrent_form_equals_masked_quadratic_and_a_loop():
+    g = torch.Generator().manual_seed(3)
+    fq, fk = torch.rand(2, 19, 5, generator=g, dtype=torch.float64), torch.rand(2, 19, 5, generator=g,
+                                                                                 dtype=torch.float64)
+    v = torch.randn(2, 19, 3, generator=g, dtype=torch.float64)
+    rec = linear_attention_recurrent(fq, fk, v)
+    quadratic = attend(fq, fk, v, score="dot", normalize=row_sum_normalize, mask=causal_mask(19))[0]
+    torch.testing.assert_close(rec, quadratic)
+    torch.testing.assert_close(rec, linear_attention(fq, fk, v, causal=True, chunk=4))
+    # independent reference: an explicit double loop, o_i = sum_{j<=i} (fq_i . fk_j) v_j / sum_{j<=i} fq_i . fk_j
+    ref = torch.zeros_like(rec)
+    for b in range(2):
+        for i in range(19):
+            w = [float(fq[b, i] @ fk[b, j]) for j in range(i + 1)]
+            ref[b, i] = sum(wj * v[b, j] for j, wj in enumerate(w)) / sum(w)
+    torch.testing.assert_close(rec, ref)
+    # numerator and denominator are two unnormalised fast-weight programmers (Schmidhuber, 1992)
+    num = fast_weight_programmer(fq, fk, v)
+    den = fast_weight_programmer(fq, fk, torch.ones(2, 19, 1, dtype=torch.float64))
+    torch.testing.assert_close(rec, num / den)
+
+
+def test_recurrent_state_is_the_prefix_sum_and_constant_size():
+    g = torch.Generator().manual_seed(4)
+    fq, fk, v = torch.rand(11, 6, generator=g), torch.rand(11, 6, generator=g), torch.randn(11, 2, generator=g)
+    state = None
+    for t in range(11):
+        o_t, state = linear_attention_step(state, fq[t], fk[t], v[t])
+        S, z = state
+        assert S.shape == (6, 2) and z.shape == (6,)            # m x dv + m numbers at every step
+        torch.testing.assert_close(S, (fk[:t + 1, :, None] * v[:t + 1, None, :]).sum(0))
+        torch.testing.assert_close(z, fk[:t + 1].sum(0))
+        torch.testing.assert_close(o_t, (fq[t] @ S) / (fq[t] @ z))
+    zero_q = torch.zeros(6)
+    o0, _ = linear_attention_step(None, zero_q, fk[0], v[0])    # zero denominator: zeros, not NaN
+    assert torch.equal(o0, torch.zeros(2))
+    with pytest.raises(ValueError, match="same batch dims"):
+        linear_attention_step(None, fq[0], fk[0, :5], v[0])
+
+
+def test_lsh_scores_follow_the_trax_and_hf_convention():
+    """Keys RMS-normalised then divided by sqrt(d) (trax's attend, HF's _len_and_dim_norm): unit keys, raw queries."""
+    qk, _, v = qkv(32, 6, dv=4, seed=9)
+    rot = random_rotations(6, 2, 1, seed=0, dtype=torch.float64)
+    out = lsh_attention(qk, v, n_buckets=2, chunk_size=32, rotations=rot, exclude_self=False)
+    k_trax = qk / torch.sqrt((qk ** 2).mean(-1, keepdim=True)) / math.sqrt(6)
+    ref = torch.softmax(qk @ k_trax.T, dim=-1) @ v                  # one chunk: every key in P_i
+    torch.testing.assert_close(out, ref)
 
 
 @pytest.mark.parametrize("causal", [False, True])

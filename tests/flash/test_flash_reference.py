@@ -17,11 +17,15 @@ from attnkit.flash.api import flash_attention, flash_attention_forward
 from attnkit.flash.online_softmax import (
     ByteCounter,
     attention_np,
+    flash1_block_sizes,
     flash_backward_np,
+    flash_forward_kv_outer_np,
     flash_forward_np,
     hbm_traffic,
+    hbm_traffic_backward,
     online_softmax,
     online_softmax_stats,
+    register_bytes,
     sram_bytes,
 )
 from attnkit.masks import causal_mask
@@ -140,17 +144,82 @@ def test_traffic_properties():
     assert full["naive"] == (4 * n * d + 4 * n * n) * 2
     # naive / tiled is about 2 block_m / d = 4 here (K and V re-read N / block_m times)
     assert 3.5 < full["naive"] / full["tiled"] < 4.5 and causal["tiled"] < 0.6 * full["tiled"]
-    assert sram_bytes(128, 64, 64) == (128 * 64 + 2 * 64 * 64) * 2 + (128 * 64 + 128 * 64 + 2 * 128) * 4
+    # SRAM: the q tile plus num_stages buffers of a k and a v tile, 16-bit; acc and S are registers
+    assert sram_bytes(128, 64, 64, num_stages=4) == (128 * 64 + 4 * 2 * 64 * 64) * 2 == 80 * 1024
+    assert register_bytes(128, 64, 64) == 4 * (128 * 64 + 128 * 64 + 2 * 128)
 
 
-def test_backward_counter_reads_k_and_v_once():
-    n, d = 48, 8
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("n", "block_r", "block_c"), [(64, 16, 16), (100, 32, 16), (37, 8, 32), (50, 64, 64)])
+def test_flash1_loop_order_is_exact_and_counted(causal, n, block_r, block_c):
+    d = 8
+    q, k, v, _ = _qkv(5, (2, n, d))
+    counter = ByteCounter(bytes_per_element=2)
+    o, lse = flash_forward_kv_outer_np(q, k, v, causal, block_r=block_r, block_c=block_c, counter=counter)
+    o_ref, lse_ref = attention_np(q, k, v, causal)
+    np.testing.assert_allclose(o, o_ref, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(lse, lse_ref, rtol=1e-12)
+    formula = hbm_traffic(n, d, block_r, block_c, causal, order="kv_outer")["tiled"]
+    assert counter.total == 2 * formula                      # two heads
+    assert counter.reads["K"] == counter.reads["V"] == 2 * n * d * 2   # K and V once: the outer loop
+    if not causal:                                            # Q and O once per key block
+        assert counter.reads["Q"] == counter.reads["O"] == 2 * n * d * 2 * -(-n // block_c)
+
+
+def test_loop_orders_move_theta_n2d2_over_m():
+    """Theorem 2 of Dao et al. (2022): Theta(N^2 d^2 / M) HBM accesses with blocks of ~M / (4 d) rows."""
+    n, d = 8192, 64
+    assert flash1_block_sizes(4 * 64 * 64, 64) == (64, 64) and flash1_block_sizes(1000, 64) == (4, 4)
+    ratios = {"q_outer": [], "kv_outer": []}
+    for m_sram in (2 ** 14, 2 ** 15, 2 ** 16, 2 ** 17):
+        b = m_sram // (4 * d)
+        for order in ratios:
+            elements = hbm_traffic(n, d, b, b, order=order, bytes_per_element=1)["tiled"]
+            ratios[order].append(elements / (n * n * d * d / m_sram))
+    # the traffic tracks N^2 d^2 / M within a constant (about 8 when queries are outside, 12 when keys are)
+    for order, lo, hi in (("q_outer", 8, 9.5), ("kv_outer", 12, 15)):
+        assert all(lo <= r <= hi for r in ratios[order]), (order, ratios[order])
+    with pytest.raises(ValueError, match="d <= M"):
+        flash1_block_sizes(32, 64)
+    with pytest.raises(ValueError, match="order"):
+        hbm_traffic(64, 8, order="fa3")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("n", "block_m", "block_n"), [(48, 16, 16), (37, 8, 32), (100, 32, 16)])
+def test_backward_counter_with_the_delta_prepass(causal, n, block_m, block_n):
+    d = 8
     q, k, v, do = _qkv(4, (n, d))
-    o, lse = flash_forward_np(q, k, v)
+    o, lse = flash_forward_np(q, k, v, causal)
     c = ByteCounter()
-    flash_backward_np(q, k, v, o, lse, do, block_m=16, block_n=16, counter=c)
+    flash_backward_np(q, k, v, o, lse, do, causal, block_m=block_m, block_n=block_n, counter=c)
     assert c.reads["K"] == c.reads["V"] == c.writes["dK"] == n * d * 2
-    assert c.reads["Q"] == 3 * n * d * 2          # once per key block
+    assert c.reads["O"] == n * d * 2                          # the delta pre-pass reads O once ...
+    assert c.writes["delta"] == n * 4                         # ... and writes delta in float32
+    assert c.reads["dO"] == n * d * 2 + c.reads["Q"]          # dO: the pre-pass, then with every Q block
+    if not causal:
+        assert c.reads["Q"] == -(-n // block_n) * n * d * 2   # Q once per key block
+    assert c.total == hbm_traffic_backward(n, d, block_m, block_n, causal)
+
+
+def _compiled_fwd_shared(bm: int, bn: int, warps: int, stages: int, d: int) -> int | None:
+    try:
+        from attnkit.flash.triton_kernel import compile_for_gpu
+
+        cfg = {"fwd": {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": warps, "num_stages": stages}}
+        return compile_for_gpu(d=d, dtype=torch.bfloat16, causal=False, kernels=("fwd",), config=cfg)["fwd"][
+            "shared_bytes"]
+    except (ImportError, RuntimeError) as err:   # no Triton (not Linux), Triton < 3.3, or TRITON_INTERPRET=1
+        pytest.skip(f"cannot compile the Triton kernel here: {err}")
+
+
+@pytest.mark.parametrize(("bm", "bn", "warps", "stages", "d"),
+                         [(128, 64, 4, 4, 64), (128, 64, 8, 3, 128), (64, 32, 4, 2, 64)])
+def test_sram_model_against_the_compiled_kernel(bm, bn, warps, stages, d):
+    """sram_bytes against the shared memory Triton allocates for the forward kernel (compiled for sm_90)."""
+    shared = _compiled_fwd_shared(bm, bn, warps, stages, d)
+    model = sram_bytes(bm, bn, d, num_stages=stages)
+    assert shared == model, (shared, model)     # equal for every forward tile of AUTOTUNE_CONFIGS (Triton 3.9)
 
 
 # ---------------------------------------------------------------- the reference backend of flash_attention
