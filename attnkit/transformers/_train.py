@@ -30,7 +30,7 @@ def minibatch_adam(model: nn.Module, n: int, batch_loss: Callable[[torch.Tensor]
     """
     from tqdm.auto import tqdm
 
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     losses = []
     bar = tqdm(total=epochs * (-(-n // batch_size)), desc=desc, disable=not progress)
     model.train()

@@ -341,7 +341,7 @@ def train_steps(model: nn.Module, make_batch: Callable[[int], tuple],
     check_int("steps", steps, minimum=1)
     check_positive("lr", lr)
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, foreach=True)  # foreach: ~20% faster on CPU
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
     model.train()
     losses = []

@@ -226,7 +226,7 @@ def train_node_classifier(model: nn.Module, data: dict[str, torch.Tensor], *, ep
     """
     from tqdm.auto import trange
 
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     x, adj, y, tr = data["features"], data["adj"], data["labels"], data["train"]
     losses = []
     for _ in trange(epochs, desc=f"{getattr(model, 'kind', 'model')}", disable=not progress):

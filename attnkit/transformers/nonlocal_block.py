@@ -227,7 +227,7 @@ def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy and clean must have the same shape; got {shape_str(noisy)} and {shape_str(clean)}")
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / steps)
     losses = []
     model.train()
