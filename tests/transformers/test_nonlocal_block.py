@@ -149,16 +149,3 @@ def test_weight_on_copies() -> None:
     assert math.isclose(on, share) and math.isclose(share, 0.25)
     same = (groups[:, :, None] == groups[:, None, :]).float()
     assert math.isclose(weight_on_copies(same / same.sum(-1, keepdim=True), groups)[0], 1.0, rel_tol=1e-6)
-
-
-def test_repeated_patches_data() -> None:
-    noisy, clean, groups = repeated_patches(5, grid=4, patch=3, motifs=2, noise=0.0, seed=5)
-    assert clean.shape == (5, 1, 12, 12) and groups.shape == (5, 16) and torch.equal(noisy, clean)
-    assert (torch.bincount(groups[0], minlength=2) == 8).all()
-    x = cells(clean, 3)
-    for i in range(16):
-        for j in range(16):
-            assert torch.equal(x[0, i], x[0, j]) == bool(groups[0, i] == groups[0, j])
-    torch.testing.assert_close(repeated_patches(5, seed=5)[0], repeated_patches(5, seed=5)[0])
-    with pytest.raises(ValueError, match="must divide"):
-        repeated_patches(2, grid=3, motifs=2)
