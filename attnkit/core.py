@@ -84,7 +84,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, score: str | Sc
             ``(..., Lq, Lk)``. Fully masked rows give zero weights and zero output.
         temperature: scores are divided by it before normalising; ``T -> 0`` makes softmax
             hard, large ``T`` makes it uniform.
-        normalize: ``"softmax"``, ``"none"`` (linear attention / fast weights), ``"sparsemax"``,
+        normalize: ``"softmax"``, ``"none"`` (fast weights, unnormalised linear attention), ``"sparsemax"``,
             ``"hard"`` (one-hot argmax) or a callable ``normalize(scores, mask, dim)``.
         score_params: keyword arguments for the score, e.g. ``{"W": W}`` for ``general``,
             ``{"W_q": Wq, "W_k": Wk, "w": w}`` for ``additive``.

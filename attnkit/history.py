@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ ERAS = ("Before deep learning", "Recurrent attention", "The Transformer era", "S
 
 HISTORY: tuple[Milestone, ...] = (
     Milestone(1953, 1967, "Cocktail party, filter and attenuation models, partial report, saccades",
-              ("cherry1953", "broadbent1958", "sperling1960", "treisman1964", "yarbus1967"),
+              ("cherry1953", "broadbent1958", "moray1959", "sperling1960", "treisman1960", "deutsch1963",
+               "treisman1964", "yarbus1967"),
               "chapters/part1/cocktail-party", ERAS[0]),
     Milestone(1986, 1987, "Sigma-pi units and higher-order networks",
               ("rumelhart1986framework", "giles1987"), "chapters/part1/sigma-pi", ERAS[0]),
@@ -97,14 +99,14 @@ def plot_timeline(history: tuple[Milestone, ...] = HISTORY, ax: plt.Axes | None 
         ax.barh(y, width, left=m.start, height=0.6, color=colors[m.era] if m.chapter else "white",
                 edgecolor=colors[m.era], linewidth=1.5)
         ax.text(m.start + width + 0.8, y, f"{m.years}  {m.idea}", va="center", fontsize=8.5)
-    for era, c in colors.items():
-        ax.barh([], [], color=c, label=era)
+    # one swatch per era (an empty barh would draw every swatch in the default colour)
+    handles = [Patch(facecolor=c, edgecolor=c, label=era) for era, c in colors.items()]
     ax.set_yticks([])
     ax.set_xlim(1950, 2045)
     ax.set_xlabel("year")
     title = "Attention, from the cocktail party to FlashAttention"
     ax.set_title(title + (" (hollow: chapter to come)" if any(m.chapter is None for m in history) else ""))
-    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=False)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     return ax

@@ -4,7 +4,7 @@ r"""Normalisers: turn a row of scores into attention weights.
 name                    weights $a_{ij}$                                   used by
 ======================  =================================================  ===================
 ``softmax``             $e^{s_{ij}} / \sum_{j'} e^{s_{ij'}}$                 most of the book
-``none``                $s_{ij}$ (masked entries zero)                     fast weights, linear attention
+``none``                $s_{ij}$ (masked entries zero)                     fast weights (unnormalised linear attention)
 ``sparsemax``           Euclidean projection of $s_i$ on the simplex        Martins & Astudillo 2016
 ``hard``                one-hot at $\arg\max_j s_{ij}$                      Broadbent's filter, hard attention
 ======================  =================================================  ===================
@@ -88,7 +88,9 @@ def softmax_with_temperature(scores: torch.Tensor, temperature: float = 1.0,
 def no_normalize(scores: torch.Tensor, mask: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
     r"""The identity, with masked entries set to zero: $a_{ij} = s_{ij}\,[j \text{ kept}]$.
 
-    This is the "normaliser" of fast weights and linear attention. ``scores: (..., Lq, Lk)``.
+    This is the "normaliser" of fast weights, i.e. of *unnormalised* linear attention; the
+    linear attention of Katharopoulos et al. (2020) divides by $\phi(q_i)^\top \sum_j \phi(k_j)$.
+    ``scores: (..., Lq, Lk)``.
     """
     scores, keep = split_mask(scores, mask)
     if keep is None:
@@ -130,7 +132,9 @@ def sparsemax(scores: torch.Tensor, mask: torch.Tensor | None = None, dim: int =
 def hardmax(scores: torch.Tensor, mask: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
     r"""Hard attention: a one-hot row at $\arg\max_j s_{ij}$ among the kept entries.
 
-    The limit of ``softmax(scores / T)`` as ``T -> 0`` (ties go to the first index). It has no
+    For a row with a unique maximum, the limit of ``softmax(scores / T)`` as ``T -> 0``. With
+    ties they differ: that limit splits the weight evenly over the tied entries, while hardmax
+    puts all of it on the first of them. It has no
     useful gradient: models with hard attention are trained by sampling (REINFORCE).
     ``scores: (..., Lq, Lk)``; fully masked rows -> 0.
     """

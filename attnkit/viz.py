@@ -201,3 +201,68 @@ def frame_slider(draw: Callable[..., plt.Figure | None], params: Mapping[str, Se
     box = widgets.VBox([*controls.values(), frames])
     box._attnkit_links = links  # keep the links alive with the box
     return box
+
+
+FLOW_COLORS = {"data": "#dbe9f6", "op": "#f0f0f0", "weights": "#fde2c8", "out": "#d9f0d3"}
+"""Fill colours of :func:`flow_diagram` boxes by kind: inputs, operations, weights, outputs."""
+
+
+def flow_diagram(boxes: Mapping[str, tuple[float, float, str] | tuple[float, float, str, str]],
+                 arrows: Sequence[tuple[str, str] | tuple[str, str, str]], *, ax: plt.Axes | None = None,
+                 title: str | None = None, figsize: tuple[float, float] = (9.0, 3.0),
+                 fontsize: float = 9.0) -> plt.Axes:
+    """Draw a mechanism's data flow: labelled boxes joined by arrows, drawn by code.
+
+    Args:
+        boxes: name -> ``(x, y, text)`` or ``(x, y, text, kind)`` with ``kind`` one of
+            :data:`FLOW_COLORS` (``"data"``, ``"op"``, ``"weights"``, ``"out"``; default ``"op"``).
+            ``x, y`` are the box centre in any units (the axes fit them); ``text`` may hold
+            newlines and mathtext (``$q^\\top k$``).
+        arrows: ``(source, target)`` or ``(source, target, label)``; an arrow runs from box edge
+            to box edge, its label at its middle.
+        ax: where to draw (default: a new figure of ``figsize``).
+        title: the axes title.
+
+    Returns:
+        The axes, with the axis frame hidden.
+    """
+    if not boxes:
+        raise ValueError("flow_diagram needs at least one box")
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    artists = {}
+    for name, spec in boxes.items():
+        if len(spec) not in (3, 4):
+            raise ValueError(f"box {name!r} must be (x, y, text) or (x, y, text, kind); got {spec!r}")
+        x, y, text, *rest = spec
+        kind = rest[0] if rest else "op"
+        if kind not in FLOW_COLORS:
+            raise ValueError(f"box {name!r}: kind must be one of {sorted(FLOW_COLORS)}; got {kind!r}")
+        artists[name] = ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, zorder=3,
+                                bbox={"boxstyle": "round,pad=0.4", "fc": FLOW_COLORS[kind], "ec": "0.3"})
+    for arrow in arrows:
+        if len(arrow) not in (2, 3):
+            raise ValueError(f"an arrow is (source, target) or (source, target, label); got {arrow!r}")
+        src, dst, *label = arrow
+        for end in (src, dst):
+            if end not in artists:
+                raise ValueError(f"arrow {arrow!r} names an unknown box {end!r}; boxes: {sorted(artists)}")
+        a, b = artists[src], artists[dst]
+        # drawn after the boxes (higher zorder), so each render clips the arrow to the boxes as just laid out
+        ax.annotate("", xy=b.get_position(), xytext=a.get_position(), zorder=4,
+                    arrowprops={"arrowstyle": "-|>", "color": "0.25", "lw": 1.2, "shrinkA": 1, "shrinkB": 1,
+                                "mutation_scale": 14, "patchA": a.get_bbox_patch(), "patchB": b.get_bbox_patch()})
+        if label:
+            (x0, y0), (x1, y1) = a.get_position(), b.get_position()
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2, label[0], ha="center", va="bottom", fontsize=fontsize - 1,
+                    color="0.2", zorder=5)
+    xs = [s[0] for s in boxes.values()]
+    ys = [s[1] for s in boxes.values()]
+    pad_x = 0.12 * (max(xs) - min(xs)) + 0.6
+    pad_y = 0.25 * (max(ys) - min(ys)) + 0.5
+    ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
+    ax.set_ylim(min(ys) - pad_y, max(ys) + pad_y)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -67,3 +67,13 @@ def test_table_and_timeline_render_every_row() -> None:
     ax = plot_timeline()
     assert len(ax.patches) == len(HISTORY)
     plt.close("all")
+
+
+def test_timeline_legend_has_one_colour_per_era() -> None:
+    ax = plot_timeline()
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == list(ERAS)
+    colours = {tuple(h.get_facecolor()) for h in legend.legend_handles}
+    assert len(colours) == len(ERAS), "every era must have its own swatch colour"
+    plt.close("all")

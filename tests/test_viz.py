@@ -92,3 +92,32 @@ def test_frame_slider_rejects_bad_input() -> None:
         frame_slider(_line, {"a": [1.0]}, labels={"c": ["x"]})
     with pytest.raises(ValueError, match="labels"):
         frame_slider(_line, {"a": [1.0, 2.0]}, labels={"a": ["x"]})
+
+
+def test_flow_diagram_draws_a_box_per_node_and_an_arrow_per_edge() -> None:
+    from attnkit.viz import FLOW_COLORS, flow_diagram
+
+    boxes = {"q": (0, 1, "query $q$", "data"), "k": (0, 0, "keys", "data"), "s": (1, 0.5, "score"),
+             "a": (2, 0.5, "weights", "weights"), "o": (3, 0.5, "output", "out")}
+    ax = flow_diagram(boxes, [("q", "s"), ("k", "s", "q.k"), ("s", "a"), ("a", "o")], title="flow")
+    texts = {t.get_text() for t in ax.texts}
+    assert {"query $q$", "keys", "score", "weights", "output", "q.k"} <= texts
+    fills = {matplotlib.colors.to_hex(t.get_bbox_patch().get_facecolor()) for t in ax.texts if t.get_bbox_patch()}
+    assert fills == {matplotlib.colors.to_hex(FLOW_COLORS[k]) for k in ("data", "op", "weights", "out")}
+    arrows = [c for c in ax.get_children() if isinstance(c, matplotlib.text.Annotation)]
+    assert len(arrows) == 4 and ax.get_title() == "flow"
+    plt.close("all")
+
+
+def test_flow_diagram_rejects_bad_input() -> None:
+    from attnkit.viz import flow_diagram
+
+    with pytest.raises(ValueError, match="at least one box"):
+        flow_diagram({}, [])
+    with pytest.raises(ValueError, match="unknown box 'z'"):
+        flow_diagram({"a": (0, 0, "a")}, [("a", "z")])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        flow_diagram({"a": (0, 0, "a", "purple")}, [])
+    with pytest.raises(ValueError, match=r"\(x, y, text\)"):
+        flow_diagram({"a": (0, 0)}, [])
+    plt.close("all")

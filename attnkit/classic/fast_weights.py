@@ -3,8 +3,10 @@ r"""Fast weights (1990s): a slow network programs a fast one, which is causal li
 Hinton and Plaut (1987) gave each connection a slowly learned weight and a quickly changing
 *fast* weight that holds recent memories. Schmidhuber (1992) let a *slow* network program the
 fast weights of another network: at every step it emits a key $k_t$ and a value $v_t$, adds
-their outer product to the fast weight matrix, and the fast network maps a query $q_t$
-through it:
+their outer product to the fast weight matrix, and the fast network maps its input through
+it. With a query $q_t$ in place of the input (a learned projection of it, as in linear
+Transformers; the input itself in Schmidhuber's programmer, see
+:class:`FastWeightProgrammer`):
 
 $$
 W_t = W_{t-1} + v_t k_t^\top, \qquad y_t = W_t\, q_t .
@@ -22,20 +24,36 @@ both give the same numbers. As an associative memory the fast weights store ``N`
 $\sum_{j \ne i} (k_j^\top k_i) v_j$, which for random unit keys has relative size about
 $\sqrt{(N - 1) / d}$.
 
+Two relatives are here too. With a **decay** $\lambda$ of the fast weights (Hinton and Plaut,
+1987; Ba et al., 2016), $W_t = \lambda W_{t-1} + v_t k_t^\top$, the read is attention with an
+exponentially decaying causal mask, $y_t = \sum_{j \le t} \lambda^{t-j} (q_t^\top k_j)\, v_j$
+(:func:`decayed_linear_attention`). And the **linear attention** of Katharopoulos et al. (2020)
+keeps a feature map $\phi$ and softmax's denominator,
+$y_t = S_t \phi(q_t) / (z_t^\top \phi(q_t))$ with $S_t = \sum_{j \le t} v_j \phi(k_j)^\top$ and
+$z_t = \sum_{j \le t} \phi(k_j)$ (:func:`linear_attention`); only without $\phi$ and without
+the denominator is it the fast-weight programmer.
+
 Shapes: ``...`` batch, ``L`` sequence length, ``d`` key/query width, ``dv`` value width,
 ``N`` stored pairs, ``E`` input width of the slow network.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from attnkit._checks import check_dim_match, check_same_dtype_device, check_tensor, shape_str
 from attnkit.core import attend
 from attnkit.masks import causal_mask
+from attnkit.normalize import no_normalize
+
+
+def _check_decay(decay: float) -> None:
+    if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 < decay <= 1:
+        raise ValueError(f"decay must be a number in (0, 1]; got {decay!r}")
 
 
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -48,7 +66,7 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 
 
 def fast_weight_programmer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
-                           W0: torch.Tensor | None = None,
+                           W0: torch.Tensor | None = None, decay: float = 1.0,
                            return_state: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""The fast-weight recurrence, step by step: write $v_t k_t^\top$, then read with $q_t$.
 
@@ -56,19 +74,23 @@ def fast_weight_programmer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
 
         W = zeros(dv, d)
         for t in range(L):
-            W = W + outer(v[t], k[t])   # write: W_t = W_{t-1} + v_t k_t^T
-            y[t] = W @ q[t]             # read:  y_t = W_t q_t
+            W = decay * W + outer(v[t], k[t])   # write: W_t = lambda W_{t-1} + v_t k_t^T
+            y[t] = W @ q[t]                     # read:  y_t = W_t q_t
 
     Args:
         q: queries ``(..., L, d)``. k: keys ``(..., L, d)``. v: values ``(..., L, dv)``.
         W0: initial fast weights ``(..., dv, d)`` (default zeros).
+        decay: $\lambda \in (0, 1]$, how much of the fast weights survives a step (1: no decay,
+            Schmidhuber's additive programmer; below 1: fast weights that fade, as in Hinton
+            and Plaut 1987 and Ba et al. 2016).
         return_state: also return the final fast weights ``W_L: (..., dv, d)``.
 
     Returns:
         ``y: (..., L, dv)`` (and ``W_L`` if asked). Equal to :func:`causal_linear_attention`
-        when ``W0`` is zero.
+        (to :func:`decayed_linear_attention` for ``decay < 1``) when ``W0`` is zero.
     """
     _check_qkv(q, k, v)
+    _check_decay(decay)
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     L, d, dv = q.shape[-2], q.shape[-1], v.shape[-1]
     W = torch.zeros(*batch, dv, d, dtype=q.dtype, device=q.device)
@@ -79,8 +101,8 @@ def fast_weight_programmer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         W = W + W0
     ys = []
     for t in range(L):
-        # W_t = W_{t-1} + v_t k_t^T: (..., dv, 1) * (..., 1, d) -> (..., dv, d)
-        W = W + v[..., t, :, None] * k[..., t, None, :]
+        # W_t = lambda W_{t-1} + v_t k_t^T: (..., dv, 1) * (..., 1, d) -> (..., dv, d)
+        W = decay * W + v[..., t, :, None] * k[..., t, None, :]
         # y_t = W_t q_t: (..., dv, d) @ (..., d, 1) -> (..., dv)
         ys.append((W @ q[..., t, :, None])[..., 0])
     y = torch.stack(ys, dim=-2) if ys else torch.zeros(*batch, 0, dv, dtype=q.dtype, device=q.device)  # (..., L, dv)
@@ -99,24 +121,142 @@ def causal_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     return out
 
 
-class FastWeightProgrammer(nn.Module):
-    """Schmidhuber's (1992) system: a slow net maps each input to ``(k_t, v_t, q_t)``; a fast net reads.
+def decay_mask(L: int, decay: float, *, dtype: torch.dtype = torch.float64,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    r"""The exponentially decaying causal mask $D_{tj} = \lambda^{t-j}$ for $j \le t$, else 0: ``(L, L)``.
 
-    The slow net is one linear layer ``E -> 2 d + dv`` (its weights are learned by gradient
-    descent); the fast weights ``W_t`` are written by the slow net's outputs, never trained.
+    It multiplies the scores (it is not an additive float mask): fast weights that fade by
+    $\lambda$ per step read the past with these factors.
+    """
+    _check_decay(decay)
+    t = torch.arange(L, device=device)
+    lag = (t[:, None] - t[None, :]).to(dtype)  # (L, L): t - j
+    return torch.where(lag >= 0, decay ** lag.clamp_min(0), torch.zeros((), dtype=dtype, device=device))
+
+
+def decayed_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, decay: float) -> torch.Tensor:
+    r"""$y_t = \sum_{j \le t} \lambda^{t-j} (q_t^\top k_j)\, v_j$: fast weights with decay, through ``attend``.
+
+    Equivalent to ``(q @ k.transpose(-2, -1) * decay_mask(L, decay)) @ v``: the dot score times
+    the decaying causal mask, no normalisation. ``q, k: (..., L, d)``, ``v: (..., L, dv)`` ->
+    ``(..., L, dv)``; equal to ``fast_weight_programmer(q, k, v, decay=decay)``.
+    """
+    _check_qkv(q, k, v)
+    D = decay_mask(q.shape[-2], decay, dtype=q.dtype, device=q.device)  # (L, L)
+
+    def decayed_dot(q_: torch.Tensor, k_: torch.Tensor) -> torch.Tensor:
+        return (q_ @ k_.transpose(-2, -1)) * D  # s_tj = lambda^(t-j) q_t . k_j, 0 for j > t
+
+    out, _ = attend(q, k, v, score=decayed_dot, normalize="none")
+    return out
+
+
+def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    r"""$\phi(x) = \operatorname{elu}(x) + 1 > 0$, the feature map of Katharopoulos et al. (2020)."""
+    return F.elu(x) + 1
+
+
+def _sum_normalize(s: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
+    # a_tj = s_tj / sum_j' s_tj' over the kept keys (s >= 0 for a positive feature map); empty rows -> 0
+    w = no_normalize(s, mask, dim)
+    z = w.sum(dim, keepdim=True)
+    return w / torch.where(z > 0, z, torch.ones_like(z))
+
+
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                     feature_map: Callable[[torch.Tensor], torch.Tensor] = elu_feature_map,
+                     causal: bool = True) -> torch.Tensor:
+    r"""Linear attention (Katharopoulos et al., 2020): a feature map and softmax's denominator.
+
+    Equivalent to::
+
+        fq, fk = phi(q), phi(k)                          # (..., L, d') each
+        s = fq @ fk.transpose(-2, -1)                    # s_tj = phi(q_t) . phi(k_j) >= 0
+        s = s * causal_mask(L)                           # j <= t (if causal)
+        y = (s / s.sum(-1, keepdim=True)) @ v            # weights sum to 1, like softmax's
+
+    computed by ``attend`` with the dot score on the features and a sum normaliser. The
+    recurrent form with its two states is :func:`linear_attention_recurrent`. ``q: (..., Lq, d)``,
+    ``k: (..., Lk, d)``, ``v: (..., Lk, dv)`` -> ``(..., Lq, dv)`` (``causal`` needs ``Lq == Lk``).
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, t, min_rank=2)
+    if causal:
+        _check_qkv(q, k, v)
+    mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device) if causal else None
+    out, _ = attend(feature_map(q), feature_map(k), v, score="dot", normalize=_sum_normalize, mask=mask)
+    return out
+
+
+def linear_attention_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                               feature_map: Callable[[torch.Tensor], torch.Tensor] = elu_feature_map,
+                               return_state: bool = False):
+    r"""Causal linear attention as a recurrence with a matrix state $S_t$ and a normaliser state $z_t$.
+
+    Equivalent to::
+
+        S, z = zeros(dv, d'), zeros(d')
+        for t in range(L):
+            S = S + outer(v[t], phi(k[t]))       # S_t = S_{t-1} + v_t phi(k_t)^T  (the fast weights)
+            z = z + phi(k[t])                    # z_t = z_{t-1} + phi(k_t)        (the normaliser)
+            y[t] = S @ phi(q[t]) / (z @ phi(q[t]))
+
+    ``q, k: (..., L, d)``, ``v: (..., L, dv)`` -> ``y: (..., L, dv)`` (and ``(S_L, z_L)`` if
+    ``return_state``). Equal to :func:`linear_attention`; without the division (and with
+    ``phi`` the identity) it is :func:`fast_weight_programmer`.
+    """
+    _check_qkv(q, k, v)
+    fq, fk = feature_map(q), feature_map(k)  # (..., L, d')
+    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    L, dv = q.shape[-2], v.shape[-1]
+    S = torch.zeros(*batch, dv, fk.shape[-1], dtype=q.dtype, device=q.device)  # (..., dv, d')
+    z = torch.zeros(*batch, fk.shape[-1], dtype=q.dtype, device=q.device)  # (..., d')
+    ys = []
+    for t in range(L):
+        S = S + v[..., t, :, None] * fk[..., t, None, :]  # S_t = S_{t-1} + v_t phi(k_t)^T: (..., dv, d')
+        z = z + fk[..., t, :]  # z_t = z_{t-1} + phi(k_t): (..., d')
+        num = (S @ fq[..., t, :, None])[..., 0]  # S_t phi(q_t): (..., dv)
+        den = (z * fq[..., t, :]).sum(-1, keepdim=True)  # z_t . phi(q_t): (..., 1)
+        ys.append(num / torch.where(den > 0, den, torch.ones_like(den)))
+    y = torch.stack(ys, dim=-2) if ys else torch.zeros(*batch, 0, dv, dtype=q.dtype, device=q.device)
+    return (y, (S, z)) if return_state else y
+
+
+class FastWeightProgrammer(nn.Module):
+    """A slow net writes the fast weights from each input; the fast net reads them.
+
+    The slow net is one linear layer (its weights are learned by gradient descent); the fast
+    weights ``W_t`` are written by the slow net's outputs, never trained. Two readings:
+
+    - ``query="input"``: Schmidhuber's (1991/92) programmer as Schlag et al. (2021) write it:
+      the slow net emits ``(k_t, v_t)`` and the fast net maps the *input itself*,
+      ``y_t = W_t x_t`` (so ``key_dim`` must equal ``in_dim``);
+    - ``query="learned"`` (default): the linear-Transformer form, with a third projection
+      ``q_t = W_q x_t`` as the fast net's input.
+
     ``forward(x: (B, L, E)) -> (B, L, dv)``; ``recurrent=True`` runs the step-by-step
     :func:`fast_weight_programmer`, else the (identical) :func:`causal_linear_attention`.
     """
 
-    def __init__(self, in_dim: int, key_dim: int, value_dim: int) -> None:
+    def __init__(self, in_dim: int, key_dim: int, value_dim: int, *, query: str = "learned") -> None:
         super().__init__()
-        self.key_dim, self.value_dim = key_dim, value_dim
-        self.slow = nn.Linear(in_dim, 2 * key_dim + value_dim)
+        if query not in ("learned", "input"):
+            raise ValueError(f"query must be 'learned' or 'input'; got {query!r}")
+        if query == "input" and key_dim != in_dim:
+            raise ValueError(f"query='input' reads the fast weights with x itself: key_dim must equal in_dim "
+                             f"({in_dim}); got key_dim={key_dim}")
+        self.key_dim, self.value_dim, self.query = key_dim, value_dim, query
+        n_out = key_dim + value_dim + (key_dim if query == "learned" else 0)
+        self.slow = nn.Linear(in_dim, n_out)
 
     def forward(self, x: torch.Tensor, *, recurrent: bool = False) -> torch.Tensor:
         """``x: (B, L, E)`` -> ``(B, L, dv)``, by the recurrence or by causal linear attention."""
         check_tensor("x", x, min_rank=2)
-        k, v, q = self.slow(x).split([self.key_dim, self.value_dim, self.key_dim], dim=-1)  # (B, L, d|dv|d)
+        if self.query == "learned":
+            k, v, q = self.slow(x).split([self.key_dim, self.value_dim, self.key_dim], dim=-1)  # (B, L, d|dv|d)
+        else:
+            k, v = self.slow(x).split([self.key_dim, self.value_dim], dim=-1)  # (B, L, d|dv)
+            q = x  # the fast net's input is the raw input x_t
         return fast_weight_programmer(q, k, v) if recurrent else causal_linear_attention(q, k, v)
 
 

@@ -15,17 +15,21 @@ the ``gaussian`` score $-\lVert q - k\rVert^2$ at temperature $h^2$, softmax, an
 that drops search-window pixels outside the image.
 
 The same weights on scalars are Nadaraya-Watson kernel regression (1964), the 1-D view of
-attention used by Dive into Deep Learning: ``nadaraya_watson``.
+attention used by Dive into Deep Learning: ``nadaraya_watson``; ``kernel_regression`` takes
+other kernels (boxcar, Epanechnikov) as the score $\log K$, and ``fit_bandwidth`` learns the
+Gaussian's width by leave-one-out gradient descent.
 
 Shapes: ``image: (H, W)``; ``D = (2f+1)^2`` patch width; ``K = (2t+1)^2`` keys per query.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit._checks import check_int, check_positive, check_tensor, shape_str
 from attnkit.classic.images import check_image, check_positive_int, check_radius, sliding_windows
 from attnkit.core import attend
 
@@ -90,8 +94,9 @@ def non_local_means(image: torch.Tensor, patch: int, search: int, h: float, *, b
     The queries are processed in ``block x block`` tiles: the ``b^2`` queries of a tile share
     one key region of ``(b + 2t)^2`` pixels, and a bool mask keeps, for each query, only its own
     ``(2t+1)^2`` search window (and only pixels inside the image). One ``attend`` call then does
-    a dense ``(b^2, D) x (D, (b+2t)^2)`` product per tile instead of ``b^2`` tiny ones, the
-    tiling idea that FlashAttention takes much further. ``block=1`` is one query per call.
+    a dense ``(b^2, D) x (D, (b+2t)^2)`` product per tile instead of ``b^2`` tiny ones; this
+    only amortises the cost of a call (every tile's scores are still materialised, unlike
+    FlashAttention's online softmax). ``block=1`` is one query per call.
 
     Args:
         image: float grayscale image ``(H, W)``.
@@ -191,3 +196,117 @@ def nadaraya_watson(x_query: torch.Tensor, x_train: torch.Tensor, y_train: torch
     out, w = attend(x_query[:, None], x_train[:, None], y_train[:, None], score="gaussian",
                     temperature=2 * bandwidth**2)
     return out[:, 0], w
+
+
+KERNELS = ("gaussian", "boxcar", "epanechnikov")
+"""The kernels of :func:`kernel_regression`, as functions of $u = (x - x_j) / b$."""
+
+
+def _check_1d(**tensors: torch.Tensor) -> None:
+    for name, t in tensors.items():
+        check_tensor(name, t)
+        if t.dim() != 1:
+            raise ValueError(f"{name} must be 1-D; got shape {shape_str(t)}")
+
+
+def log_kernel(u: torch.Tensor, kernel: str = "gaussian") -> torch.Tensor:
+    r"""$\log K(u)$ of a kernel (``-inf`` where $K = 0$), up to an additive constant.
+
+    - ``gaussian``: $K(u) = e^{-u^2/2}$, so $\log K = -u^2/2$;
+    - ``boxcar``: $K(u) = [\lvert u \rvert \le 1]$, so $\log K = 0$ inside, $-\infty$ outside;
+    - ``epanechnikov``: $K(u) = \tfrac34 (1 - u^2)_+$, so $\log K = \log(1 - u^2)$ inside.
+
+    Constant factors ($\tfrac34$, $1/\sqrt{2\pi}$) cancel in the normalisation, so they are left out.
+    """
+    if kernel == "gaussian":
+        return -0.5 * u**2
+    if kernel == "boxcar":
+        return torch.where(u.abs() <= 1, torch.zeros_like(u), torch.full_like(u, float("-inf")))
+    if kernel == "epanechnikov":
+        inside = u.abs() < 1
+        return torch.where(inside, torch.log1p(-(u * inside) ** 2), torch.full_like(u, float("-inf")))
+    raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+
+
+def kernel_regression(x_query: torch.Tensor, x_train: torch.Tensor, y_train: torch.Tensor, bandwidth: float = 1.0,
+                      kernel: str = "gaussian", *, leave_one_out: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Nadaraya-Watson regression with any kernel of :data:`KERNELS`: attention with the score $\log K$.
+
+    Equivalent to::
+
+        K = kernel((x_query[:, None] - x_train[None, :]) / bandwidth)      # (Lq, Lk)
+        y_query = (K / K.sum(1, keepdim=True)) @ y_train                  # (Lq,)
+
+    computed as ``attend`` with the score $s_{ij} = \log K((x_i - x_j) / b)$ and softmax, since
+    $\operatorname{softmax}_j(\log K_{ij}) = K_{ij} / \sum_{j'} K_{ij'}$. A query with no training
+    point inside a compact kernel's support gets all-zero weights and the estimate 0 (attnkit's
+    rule for a row with nothing to attend to), not NaN. ``leave_one_out=True`` (queries are the
+    training points, ``x_query is x_train``) drops each point from its own estimate.
+
+    ``x_query: (Lq,)``, ``x_train, y_train: (Lk,)`` -> ``(y_query (Lq,), weights (Lq, Lk))``.
+    ``kernel="gaussian"`` equals :func:`nadaraya_watson` with the same bandwidth.
+    """
+    _check_1d(x_query=x_query, x_train=x_train, y_train=y_train)
+    if x_train.shape != y_train.shape:
+        raise ValueError(f"x_train and y_train need one value per key; got {shape_str(x_train)} and "
+                         f"{shape_str(y_train)}")
+    check_positive("bandwidth", bandwidth)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+    mask = None
+    if leave_one_out:
+        if x_query.shape != x_train.shape:
+            raise ValueError("leave_one_out needs the training points as queries (x_query of x_train's shape)")
+        mask = ~torch.eye(x_train.shape[0], dtype=torch.bool, device=x_train.device)  # (Lk, Lk): j != i
+
+    def score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return log_kernel((q - k.transpose(-2, -1)) / bandwidth, kernel)  # s_ij = log K((x_i - x_j) / b)
+
+    out, w = attend(x_query[:, None], x_train[:, None], y_train[:, None], score=score, mask=mask)
+    return out[:, 0], w
+
+
+def fit_bandwidth(x_train: torch.Tensor, y_train: torch.Tensor, *, init: float = 1.0, steps: int = 200,
+                  lr: float = 0.05) -> tuple[float, torch.Tensor]:
+    r"""Learn the Gaussian kernel's bandwidth by gradient descent on the leave-one-out squared error.
+
+    The parameter is $\log b$ (so $b$ stays positive); each training point is predicted from
+    the others only, since with itself included the loss would drive $b$ to 0 (every point
+    predicting its own noisy value). Adam, full batch. Returns ``(bandwidth, losses (steps,))``.
+    """
+    _check_1d(x_train=x_train, y_train=y_train)
+    check_positive("init", init)
+    check_int("steps", steps, minimum=1)
+    log_b = torch.tensor(math.log(init), dtype=x_train.dtype, requires_grad=True)
+    opt = torch.optim.Adam([log_b], lr=lr)
+    keep = ~torch.eye(x_train.shape[0], dtype=torch.bool)  # (n, n): leave one out
+    losses = []
+    for _ in range(steps):
+        b = log_b.exp()
+
+        def score(q: torch.Tensor, k: torch.Tensor, b: torch.Tensor = b) -> torch.Tensor:
+            return -((q - k.transpose(-2, -1)) ** 2) / (2 * b**2)  # s_ij = -(x_i - x_j)^2 / (2 b^2)
+
+        # softmax_j over j != i: each point predicted from the others
+        out, _ = attend(x_train[:, None], x_train[:, None], y_train[:, None], score=score, mask=keep)
+        loss = (out[:, 0] - y_train).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return float(log_b.detach().exp()), torch.tensor(losses)
+
+
+def method_noise(image: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
+    r"""Buades, Coll and Morel's *method noise*: what a denoiser removed, ``image - denoised``.
+
+    ``image``, ``denoised``: ``(H, W)`` of one shape -> ``(H, W)``. Applied to a noisy image, a
+    good denoiser's method noise looks like the noise alone (no edges, no texture of the
+    picture); structure in it is detail the method destroyed.
+    """
+    check_image("image", image)
+    check_image("denoised", denoised)
+    if image.shape != denoised.shape:
+        raise ValueError(f"image and denoised must have one shape; got {shape_str(image)} and {shape_str(denoised)}")
+    return image - denoised
+

@@ -21,7 +21,8 @@ third-order units $o_c = \sum_{a,b,j} W_{ab}\, q_a k_{jb} v_{jc}$ is unnormalise
 
 One second-order unit with $q = (1, x_1)$ and $k = (1, x_2)$ computes
 $W_{00} + W_{01} x_2 + W_{10} x_1 + W_{11} x_1 x_2$ and so solves XOR, which no single
-linear-threshold unit can (Minsky and Papert, 1969).
+linear-threshold unit can: in Minsky and Papert's (1969) terms XOR (2-bit parity) needs order
+2, and n-bit parity needs order n (:func:`higher_order_terms`, :func:`fit_sigma_pi`).
 
 Shapes: ``...`` batch, ``n`` inputs of a unit, ``Lq``/``Lk`` queries/keys, ``d``/``dk`` their
 widths, ``dv`` value width, ``F`` Boolean functions trained side by side.
@@ -29,6 +30,7 @@ widths, ``dv`` value width, ``F`` Boolean functions trained side by side.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -183,8 +185,9 @@ def train_units(targets: torch.Tensor, kind: str, *, steps: int = 400, lr: float
     """Train one unit per Boolean function (rows of ``targets: (F, 4)``) on :data:`BOOLEAN_INPUTS`.
 
     Full-batch Adam on the logistic (cross-entropy) loss; the unit's output is 1 when its logit
-    is positive. A linear unit on XOR drifts to all-zero weights (logit 0 everywhere, output 0),
-    the best a logistic loss can do when no line separates the classes.
+    is positive. On XOR and XNOR the targets are uncorrelated with ``x1`` and ``x2``, so the
+    (convex) logistic loss of a linear unit is smallest at all-zero weights: training drifts
+    there, the logits stay near 0 and the accuracy depends on the seed.
     """
     check_tensor("targets", targets, min_rank=2)
     if targets.dim() != 2 or targets.shape[-1] != 4:
@@ -229,3 +232,62 @@ def best_linear_accuracy(targets: torch.Tensor, n_grid: int = 41, limit: float =
     pred = (linear_threshold_unit(BOOLEAN_INPUTS.to(targets.dtype), w, b.flatten()) > 0).to(targets.dtype)  # (G, 4)
     acc = (pred[None] == targets[:, None]).to(targets.dtype).mean(-1)  # (F, G)
     return acc.amax(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Order: n-bit parity needs a unit of order n (Minsky and Papert, 1969)
+# ---------------------------------------------------------------------------------------------
+
+
+def higher_order_terms(n: int, order: int) -> list[tuple[int, ...]]:
+    """Every conjunct of at most ``order`` distinct inputs out of ``n``, by size: ``()`` (the bias) first.
+
+    A sigma-pi unit with these terms is a full unit of order ``order`` on ``n`` inputs (on
+    Boolean inputs ``x_j^2 = x_j``, so repeating an input in a conjunct adds nothing).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int; got {n!r}")
+    if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order <= n:
+        raise ValueError(f"order must be an int in [0, n={n}]; got {order!r}")
+    return [t for r in range(order + 1) for t in itertools.combinations(range(n), r)]
+
+
+def parity_data(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ``2^n`` bit vectors ``(2^n, n)`` and their parity ``(2^n,)`` (1 for an odd number of ones)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int; got {n!r}")
+    x = torch.tensor(list(itertools.product((0.0, 1.0), repeat=n)))  # (2^n, n)
+    return x, x.sum(-1) % 2
+
+
+def fit_sigma_pi(x: torch.Tensor, targets: torch.Tensor, terms: Sequence[Sequence[int]], *, steps: int = 500,
+                 lr: float = 0.1, seed: int = 0, restarts: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train sigma-pi units with the given conjuncts on ``(x: (N, n), targets: (N,))``, ``restarts`` at once.
+
+    Each restart is an independent unit (its own initial weights from ``N(0, 0.1^2)``; the
+    generator is seeded with ``seed``), trained side by side by full-batch Adam on the logistic
+    loss (Adam's per-weight steps keep the restarts independent). A unit outputs 1 where its
+    net input is positive. Returns ``(weights (restarts, len(terms)), accuracy (restarts,))``.
+    """
+    check_tensor("x", x, min_rank=2)
+    check_tensor("targets", targets, min_rank=1)
+    if targets.shape != x.shape[:1]:
+        raise ValueError(f"targets must have one entry per row of x ({x.shape[0]}); got shape {shape_str(targets)}")
+    for name, val in (("steps", steps), ("restarts", restarts)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name} must be a positive int; got {val!r}")
+    g = torch.Generator().manual_seed(seed)
+    w = (0.1 * torch.randn(restarts, len(terms), generator=g, dtype=x.dtype)).requires_grad_()
+    # the conjuncts' products, once: column i is prod_{j in S_i} x_j, so sigma_pi(x, terms, w) = feats @ w
+    feats = torch.stack([sigma_pi(x, [t], torch.ones(1, dtype=x.dtype)) for t in terms], dim=-1)  # (N, m)
+    y = targets.expand(restarts, -1)  # (R, N)
+    opt = torch.optim.Adam([w], lr=lr)
+    for _ in range(steps):
+        # sum over restarts of each one's mean loss: every restart gets its own gradient
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(w @ feats.T, y, reduction="none").mean(-1).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    w = w.detach()
+    acc = ((w @ feats.T > 0).to(targets.dtype) == y).to(torch.float64).mean(-1)  # (R,)
+    return w, acc

@@ -1,4 +1,8 @@
-"""Checkers for the exercises of the bilateral filter and non-local means chapters (Part I)."""
+"""Checkers for the exercises of the bilateral filter and non-local means chapters (Part I).
+
+Every case also checks the dtype of the answer (``attnkit.exercises._typed.typed_case``):
+float64, float32 and float16 inputs must come back in their own dtype.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 from attnkit.classic.bilateral import bilateral_weights
 from attnkit.classic.nonlocal_means import nadaraya_watson
 from attnkit.exercises._harness import Case, CheckResult, run_cases
+from attnkit.exercises._typed import typed_case
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -29,19 +34,23 @@ def bilateral_weights_cases(seed: int = 0) -> list[Case]:
     step[:, 4:] = 1.0  # a vertical edge just right of the centre pixel
     w7 = torch.rand(7, 7, generator=g, dtype=torch.float64)
     w5f = torch.rand(5, 5, generator=g)
+    w5h = torch.rand(5, 5, generator=g).half()
     cases = []
-    for name, window, ss, sr, hint in (
+    for name, window, ss, sr, hint, tol in (
         ("3x3 random window", w3, 1.0, 0.2,
          "the weight of neighbour j is exp(-|p_i - p_j|^2 / (2 sigma_space^2) - (x_i - x_j)^2 / (2 sigma_range^2)), "
-         "divided by the sum over the window"),
-        ("5x5 random window", w5, 1.5, 0.1, "the centre pixel of a (2r+1) x (2r+1) window is at index (r, r)"),
+         "divided by the sum over the window", 1e-6),
+        ("5x5 random window", w5, 1.5, 0.1, "the centre pixel of a (2r+1) x (2r+1) window is at index (r, r)", 1e-6),
         ("a step edge beside the centre", step, 2.0, 0.1,
-         "pixels across the edge differ by 1 >> sigma_range: they must get (almost) no weight"),
+         "pixels across the edge differ by 1 >> sigma_range: they must get (almost) no weight", 1e-6),
         ("7x7 window, very small sigma_range", w7, 2.0, 0.01,
-         "weights must still sum to 1 (the centre pixel always has range distance 0)"),
-        ("float32 window", w5f, 1.0, 0.3, "return the dtype you were given"),
+         "weights must still sum to 1 (the centre pixel always has range distance 0)", 1e-6),
+        ("float32 window", w5f, 1.0, 0.3, "return the dtype you were given (float32 in, float32 out)", 1e-6),
+        ("float16 window", w5h, 1.5, 0.3, "return the dtype you were given (float16 in, float16 out)", 2e-3),
     ):
-        cases.append(Case(name, (window, ss, sr), _window_weights(window, ss, sr), hint=hint, atol=1e-6))
+        expected = _window_weights(window.double(), ss, sr).to(window.dtype)
+        cases.append(typed_case(name, (window, ss, sr), expected, hint=hint, atol=tol,
+                                rtol=1e-4 if tol < 1e-3 else 1e-2))
     return cases
 
 
@@ -64,18 +73,26 @@ def nadaraya_watson_cases(seed: int = 0) -> list[Case]:
     x_query = torch.linspace(0, 5, 17, dtype=torch.float64)
     far = torch.tensor([-40.0, 2.5, 60.0], dtype=torch.float64)
     cases = []
-    for name, xq, bw, hint in (
-        ("D2L's sine data, bandwidth 1", x_query, 1.0,
-         "use the Gaussian kernel exp(-(x - x_j)^2 / (2 bandwidth^2)) and divide by the sum of the weights"),
-        ("a narrow bandwidth 0.1", x_query, 0.1, "a narrow kernel averages only the nearest training points"),
-        ("queries far outside the data", far, 0.5,
+    for name, xq, bw, dtype, hint in (
+        ("sine data, bandwidth 1", x_query, 1.0, torch.float64,
+         "use the Gaussian kernel exp(-(x - x_j)^2 / (2 bandwidth^2)) and divide by the sum of the weights "
+         "over the training points (axis 1 of the (queries, keys) matrix)"),
+        ("a narrow bandwidth 0.1", x_query, 0.1, torch.float64,
+         "a narrow kernel averages only the nearest training points"),
+        ("queries far outside the data", far, 0.5, torch.float64,
          "exp(-(x - x_j)^2 / 2h^2) underflows to 0 for every j when x is far away, and 0 / 0 is NaN: "
          "subtract the largest score before exponentiating (a softmax), as attend does"),
-        ("a tiny bandwidth 1e-3", x_query, 1e-3,
+        ("a tiny bandwidth 1e-3", x_query, 1e-3, torch.float64,
          "with a tiny bandwidth every kernel value underflows: normalise in log space (softmax)"),
+        ("float32 inputs", x_query, 0.5, torch.float32, "return the dtype you were given (float32 in, float32 out)"),
+        ("float16 inputs", x_query, 0.5, torch.float16, "return the dtype you were given (float16 in, float16 out)"),
     ):
-        cases.append(Case(name, (xq, x_train, y_train, bw), nadaraya_watson(xq, x_train, y_train, bw)[0],
-                          hint=hint, atol=1e-6))
+        half = dtype == torch.float16
+        args = (xq.to(dtype), x_train.to(dtype), y_train.to(dtype))
+        expected = nadaraya_watson(*(a.double() for a in args), bw)[0].to(dtype)  # from the rounded inputs
+        cases.append(typed_case(name, (*args, bw), expected,
+                                hint=hint, atol=2e-2 if half else 1e-5 if dtype == torch.float32 else 1e-6,
+                                rtol=1e-2 if half else 1e-4))
     return cases
 
 

@@ -3,8 +3,11 @@
 - ``attnkit.flash.online_softmax``: the online softmax, a blocked NumPy reference of the
   forward (in FlashAttention-2's and FlashAttention-1's loop orders) and backward passes, and
   the HBM byte counts of naive and tiled attention, with the SRAM and register models;
-- ``attnkit.flash.triton_kernel``: the Triton kernels (imported only when used; Triton
-  exists for Linux only);
+- ``attnkit.flash.forward``, ``attnkit.flash.backward``: the Triton kernels;
+  ``attnkit.flash.autotune``: their tile configurations and the compile sweep;
+  ``attnkit.flash.triton_kernel``: launching them, compiled or interpreted;
+  ``attnkit.flash.aot``: compiling them ahead of time and reading ptxas's report (all imported
+  only when used; Triton exists for Linux only);
 - ``attnkit.flash.api``: ``flash_attention``, the differentiable entry point.
 """
 

@@ -12,7 +12,17 @@ from hypothesis import strategies as st
 
 from attnkit.classic.bilateral import bilateral_filter
 from attnkit.classic.images import add_gaussian_noise, gaussian_blur, load_sample_image, psnr
-from attnkit.classic.nonlocal_means import nadaraya_watson, nlm_weights, non_local_means, patch_vectors
+from attnkit.classic.nonlocal_means import (
+    KERNELS,
+    fit_bandwidth,
+    kernel_regression,
+    log_kernel,
+    method_noise,
+    nadaraya_watson,
+    nlm_weights,
+    non_local_means,
+    patch_vectors,
+)
 from attnkit.core import attend
 
 
@@ -127,6 +137,82 @@ def test_nadaraya_watson_matches_formula_and_is_finite():
         assert torch.allclose(w.sum(1), torch.ones(11, dtype=torch.float64))
     far, _ = nadaraya_watson(torch.tensor([100.0], dtype=torch.float64), xt, yt, 0.1)
     assert torch.isfinite(far).all() and far.item() == pytest.approx(yt[xt.argmax()].item())
+
+
+def kernel_loop(xq: np.ndarray, xt: np.ndarray, yt: np.ndarray, b: float, kernel: str) -> np.ndarray:
+    """Nadaraya-Watson with the textbook kernels, by loops in float64 (NaN-free: empty rows give 0)."""
+    K = {"gaussian": lambda u: math.exp(-u * u / 2), "boxcar": lambda u: float(abs(u) <= 1),
+         "epanechnikov": lambda u: 0.75 * max(0.0, 1 - u * u)}[kernel]
+    out = []
+    for x in xq:
+        w = np.array([K((x - xj) / b) for xj in xt])
+        out.append(float(w @ yt / w.sum()) if w.sum() > 0 else 0.0)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("b", [0.2, 0.7])
+def test_kernel_regression_matches_a_loop_for_every_kernel(kernel, b):
+    g = torch.Generator().manual_seed(2)
+    xt = torch.rand(25, generator=g, dtype=torch.float64) * 5
+    yt = torch.randn(25, generator=g, dtype=torch.float64)
+    xq = torch.linspace(-1, 6, 15, dtype=torch.float64)  # the ends lie outside the data
+    got, w = kernel_regression(xq, xt, yt, b, kernel)
+    np.testing.assert_allclose(got.numpy(), kernel_loop(xq.numpy(), xt.numpy(), yt.numpy(), b, kernel), atol=1e-12)
+    rows = w.sum(1)
+    assert torch.isfinite(w).all() and ((rows - 1).abs() < 1e-12).logical_or(rows == 0).all()
+    if kernel == "gaussian":
+        torch.testing.assert_close(got, nadaraya_watson(xq, xt, yt, b)[0])
+    else:  # compact support: a weight is zero exactly when the training point is farther than b
+        far = (xq[:, None] - xt[None]).abs() > b * (1 if kernel == "boxcar" else 1 - 1e-12)
+        assert torch.equal(w[far], torch.zeros_like(w[far]))
+
+
+def test_log_kernel_values_and_leave_one_out():
+    u = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(log_kernel(u, "gaussian").exp(), torch.exp(-u**2 / 2))
+    torch.testing.assert_close(log_kernel(u, "boxcar").exp(), torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(log_kernel(u, "epanechnikov").exp(), (1 - u**2).clamp_min(0))
+    xt = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    yt = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
+    loo, w = kernel_regression(xt, xt, yt, 1.5, "boxcar", leave_one_out=True)
+    torch.testing.assert_close(loo, torch.tensor([2.0, 2.5, 2.0], dtype=torch.float64))  # mean of the others within b
+    assert torch.equal(w.diagonal(), torch.zeros(3, dtype=torch.float64))
+
+
+def test_fit_bandwidth_beats_a_bad_start_and_does_not_collapse():
+    g = torch.Generator().manual_seed(0)
+    xt = torch.sort(torch.rand(40, generator=g, dtype=torch.float64) * 5).values
+    yt = 2 * torch.sin(xt) + xt + torch.randn(40, generator=g, dtype=torch.float64)
+    b, losses = fit_bandwidth(xt, yt, init=3.0, steps=150)
+    assert 0.05 < b < 3.0 and losses[-1] < 0.9 * losses[0]
+    # the learned width is near the best leave-one-out width of a grid
+    grid = torch.linspace(0.05, 2.0, 80, dtype=torch.float64)
+    loo = [((kernel_regression(xt, xt, yt, float(c), leave_one_out=True)[0] - yt) ** 2).mean() for c in grid]
+    best = float(grid[int(torch.stack(loo).argmin())])
+    assert abs(b - best) < 0.1
+
+
+def test_method_noise_is_what_the_filter_removed():
+    img = torch.rand(8, 8, dtype=torch.float64)
+    out = gaussian_blur(img, 1.0)
+    torch.testing.assert_close(method_noise(img, out) + out, img)
+    with pytest.raises(ValueError, match="one shape"):
+        method_noise(img, out[:4])
+
+
+def test_bad_kernel_regression_input():
+    x = torch.rand(5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        kernel_regression(x, x, x, 1.0, "triangle")
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        log_kernel(x, "triangle")
+    with pytest.raises(ValueError, match="leave_one_out"):
+        kernel_regression(x[:3], x, x, 1.0, leave_one_out=True)
+    with pytest.raises(ValueError, match="bandwidth"):
+        kernel_regression(x, x, x, 0.0)
+    with pytest.raises(ValueError, match="steps"):
+        fit_bandwidth(x, x, steps=0)
 
 
 @pytest.mark.parametrize("args,exc,match", [

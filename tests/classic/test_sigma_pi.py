@@ -15,14 +15,19 @@ from attnkit.classic.sigma_pi import (
     best_linear_accuracy,
     bilinear_terms,
     boolean_functions,
+    fit_sigma_pi,
     gated_sum,
+    higher_order_terms,
     linear_threshold_unit,
+    parity_data,
     sigma_pi,
     sigma_pi_score,
     sigma_pi_unit,
     train_units,
 )
 from attnkit.scores import general_score
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sigma_pi_matches_a_python_loop():
@@ -110,8 +115,59 @@ def test_best_linear_accuracy_is_three_quarters_on_xor_only():
     assert best_xor == 0.75
 
 
+def test_higher_order_terms_and_parity_data():
+    assert higher_order_terms(3, 2) == [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2)]
+    assert len(higher_order_terms(5, 5)) == 2**5
+    assert higher_order_terms(2, 0) == [()]
+    x, y = parity_data(3)
+    assert x.shape == (8, 3) and len({tuple(r) for r in x.tolist()}) == 8
+    assert torch.equal(y, torch.tensor([(a + b + c) % 2 for a, b, c in x.int().tolist()], dtype=torch.float32))
+
+
+def test_parity_needs_a_unit_of_full_order():
+    # order 3 represents 3-bit parity exactly: 4 x1x2x3 - 2(x1x2 + x1x3 + x2x3) + (x1 + x2 + x3) - 0.5 (a sign
+    # of the Moebius expansion), and gradient descent finds such weights
+    x, y = parity_data(3)
+    terms3 = higher_order_terms(3, 3)
+    w = torch.tensor([-0.5, 1, 1, 1, -2, -2, -2, 4])
+    assert torch.equal((sigma_pi(x, terms3, w) > 0).float(), y)
+    w3, acc3 = fit_sigma_pi(x, y, terms3, steps=300, seed=0, restarts=3)
+    assert w3.shape == (3, 8) and (acc3 == 1.0).all()
+    # order 2 cannot (Minsky and Papert): no restart reaches 8 of 8, and no weights on a grid do either
+    _, acc2 = fit_sigma_pi(x, y, higher_order_terms(3, 2), steps=300, seed=1, restarts=4)
+    assert (acc2 < 1.0).all()
+    # restarts are independent units: a restart trained next to a copy of itself ends where it ends alone
+    w_pair, _ = fit_sigma_pi(x.repeat(2, 1), y.repeat(2), terms3, steps=40, seed=7, restarts=2)
+    w_solo, _ = fit_sigma_pi(x, y, terms3, steps=40, seed=7, restarts=2)
+    torch.testing.assert_close(w_pair, w_solo)  # the data duplicated: same mean loss, same steps
+    assert not torch.allclose(w_solo[0], w_solo[1])
+    grid = torch.tensor([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
+    feats = torch.stack([sigma_pi(x, [t], torch.ones(1)) for t in higher_order_terms(3, 2)], -1)  # (8, 7)
+    ws = torch.cartesian_prod(*([grid] * 7))  # (6^7, 7) candidate weights
+    correct = ((feats @ ws.T > 0).float() == y[:, None]).all(0)
+    assert not correct.any()
+
+
+def test_fit_sigma_pi_learns_xor_with_the_product_term_only():
+    x, y = BOOLEAN_INPUTS, torch.tensor([0.0, 1.0, 1.0, 0.0])
+    w, acc = fit_sigma_pi(x, y, higher_order_terms(2, 2), steps=300)
+    assert acc.item() == 1.0 and w.shape == (1, 4)
+    _, acc1 = fit_sigma_pi(x, y, higher_order_terms(2, 1), steps=300, restarts=3)
+    assert (acc1 <= 0.75).all()
+
+
 def test_bad_inputs_raise_clear_errors():
     x = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="order"):
+        higher_order_terms(3, 4)
+    with pytest.raises(ValueError, match="n must be"):
+        higher_order_terms(0, 0)
+    with pytest.raises(ValueError, match="n must be"):
+        parity_data(0)
+    with pytest.raises(ValueError, match="one entry per row"):
+        fit_sigma_pi(torch.ones(4, 2), torch.ones(3), [(0,)])
+    with pytest.raises(ValueError, match="restarts"):
+        fit_sigma_pi(torch.ones(4, 2), torch.ones(4), [(0,)], restarts=0)
     with pytest.raises(ValueError, match="weights"):
         sigma_pi(x, [(0,), (1,)], torch.ones(3))
     with pytest.raises(ValueError, match="term"):

@@ -56,6 +56,77 @@ def test_scaled_dot_attention_checker() -> None:
     assert check_scaled_dot_attention(ignores_mask, quiet=True).failed_case == "padding mask"
 
 
+def sdpa_solution(q, k, v, mask=None):  # the chapter's solution, with a NaN-free masked softmax
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is None:
+        mask = torch.ones_like(s, dtype=torch.bool)
+    return masked_softmax(s, mask) @ v
+
+
+def test_scaled_dot_attention_checker_accepts_correct_answers() -> None:
+    assert check_scaled_dot_attention(sdpa_solution, quiet=True)
+
+    def sdpa_with_zero_rows(q, k, v, m):  # torch's SDPA, with fully masked rows set to zero by hand
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        if m is None:
+            return out
+        return torch.where(torch.broadcast_to(m, (*q.shape[:-1], k.shape[-2])).any(-1, keepdim=True), out, 0.0)
+
+    assert check_scaled_dot_attention(sdpa_with_zero_rows, quiet=True)
+
+
+def test_scaled_dot_attention_checker_rejects_the_usual_mistakes() -> None:
+    def naive(q, k, v, m):  # the scaffold: torch.softmax of a row of -inf is NaN
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if m is not None:
+            s = s.masked_fill(~m, float("-inf"))
+        return torch.softmax(s, -1) @ v
+
+    res = check_scaled_dot_attention(naive, quiet=True)
+    assert not res and res.failed_case == "a query with every key masked" and "NaN" in res.message
+
+    def own_causal(q, k, v, m):  # ignores the mask it is given and builds a top-left causal one
+        if m is not None and m.shape[-2:] == (q.shape[-2], k.shape[-2]) and not m.all():
+            m = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+        return sdpa_solution(q, k, v, m)
+
+    res = check_scaled_dot_attention(own_causal, quiet=True)
+    assert not res and res.failed_case.startswith("Lq = 3 queries")
+
+    def wrong_axis(q, k, v, m):  # normalises over the queries
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        return masked_softmax(s.transpose(-2, -1), None).transpose(-2, -1) @ v
+
+    assert check_scaled_dot_attention(wrong_axis, quiet=True).failed_case == "no mask"
+
+    def float64_answer(q, k, v, m):
+        return sdpa_solution(q.double(), k.double(), v.double(), m)
+
+    res = check_scaled_dot_attention(float64_answer, quiet=True)
+    assert not res and res.failed_case == "float32 inputs" and "dtype torch.float64" in res.message
+
+    def float32_for_half(q, k, v, m):
+        out = sdpa_solution(q.float(), k.float(), v.float(), m)
+        return out if q.dtype == torch.float16 else out.to(q.dtype)
+
+    assert check_scaled_dot_attention(float32_for_half, quiet=True).failed_case == "float16 inputs"
+
+
+def test_masked_softmax_checker_rejects_a_wrong_dtype() -> None:
+    def float64_answer(s, m):
+        return masked_softmax(s.double(), m)
+
+    res = check_masked_softmax(float64_answer, quiet=True)
+    assert not res and res.failed_case == "large logits (1e4) in float32" and "dtype" in res.message
+
+    def float32_for_half(s, m):
+        out = masked_softmax(s.float(), m)
+        return out if s.dtype == torch.float16 else out.to(s.dtype)
+
+    res = check_masked_softmax(float32_for_half, quiet=True)
+    assert not res and res.failed_case == "large logits (1e4) in float16" and "float16" in res.message
+
+
 def test_compare_accepts_matching_infinities_and_rejects_others() -> None:
     from attnkit.exercises._harness import compare
 
