@@ -232,6 +232,16 @@ def check_module_input(name: str, x: object, weight: torch.Tensor, *, rank: int 
     return x
 
 
+def check_cells(name: str, images: object, patch: object) -> torch.Tensor:
+    """A non-empty batch of images ``(n, C, H, W)`` whose sides are multiples of ``patch`` (an int >= 1)."""
+    check_tensor(name, images, min_rank=4, floating=False, shape="(n, C, H, W)")
+    check_int("patch", patch, minimum=1)
+    if images.dim() != 4 or images.numel() == 0 or images.shape[-1] % patch or images.shape[-2] % patch:
+        raise ValueError(f"{name} must be a non-empty (n, C, H, W) batch with H and W multiples of patch={patch}; got "
+                         f"shape {shape_str(images)}")
+    return images
+
+
 def check_ids(name: str, x: object, vocab: int, *, rank: int | None = None, device: torch.device | None = None,
               shape: str = "") -> torch.Tensor:
     """Token ids: an integer tensor (``rank`` dims if given) with entries in ``[0, vocab)``, on ``device``."""

@@ -26,6 +26,7 @@ corruption      what the argument becomes                           accepted out
 ``choice``      an unknown name or a non-string                     TypeError/ValueError naming it
 ``text``        a number or ``None`` for a string                   TypeError/ValueError naming it
 ``fraction``    -0.5, 1.5, NaN or a str for a number in [0, 1]      TypeError/ValueError naming it
+``real``        NaN, an infinity or a str for a finite real         TypeError/ValueError naming it
 ==============  ==================================================  ================================
 
 "Naming it" means the message contains the argument's name (or one of ``Arg.aliases``) as a
@@ -198,6 +199,11 @@ def Fraction(value: float, *, closed: bool = False, **kw) -> Arg:
     return Arg(lambda: value, "fraction", allow_zero=closed, **kw)
 
 
+def Real(value: float, **kw) -> Arg:
+    """Any finite real number: broken by NaN, inf and a str."""
+    return Arg(lambda: value, "real", **kw)
+
+
 def Keep(value: object) -> Arg:
     """Passed as is, never broken (a model, a callable, a flag)."""
     return Arg(value if callable(value) and not isinstance(value, type) else (lambda: value), "other")
@@ -251,6 +257,8 @@ def corruptions(arg: Arg) -> list[str]:
         return ["text"]
     if arg.kind == "fraction":
         return ["fraction"]
+    if arg.kind == "real":
+        return ["real"]
     return []
 
 
@@ -324,6 +332,8 @@ def broken_value(draw: st.DrawFn, arg: Arg, how: str) -> tuple[object, str]:
         return draw(st.sampled_from(bad)), "error"
     if how == "text":
         return draw(st.sampled_from([3, None] if not arg.optional else [3, 2.5])), "error"
+    if how == "real":
+        return draw(st.sampled_from([float("nan"), float("inf"), float("-inf"), "1.0"])), "error"
     if how == "fraction":
         return draw(st.sampled_from([-0.5, 1.5, float("nan"), "0.5"])), "error"
     if how == "choice":
@@ -493,6 +503,6 @@ def finite(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x)
 
 
-__all__ = ["Arg", "B", "C", "Fraction", "Idx", "Int", "Keep", "P", "Spec", "T", "Text", "U", "breakable",
+__all__ = ["Arg", "B", "C", "Fraction", "Idx", "Int", "Keep", "P", "Real", "Spec", "T", "Text", "U", "breakable",
            "check_outcome", "check_spec", "corruptions", "describe", "fresh", "heavy", "module", "np",
            "public_callables", "run_example", "run_valid"]

@@ -134,7 +134,7 @@ def pyg_gatconv(x, edge_index, lin, att_src, att_dst, negative_slope=0.2):
     return out.transpose(0, 1)  # (H, N, C)
 
 
-def test_gat_attention_is_pyg_gatconv_with_mapped_names() -> None:
+def test_gat_attention_is_pyg_gatconv_with_the_same_names() -> None:
     g = torch.Generator().manual_seed(0)
     N, Fin, H, C = 6, 4, 2, 3
     x = torch.randn(N, Fin, generator=g, dtype=torch.float64)
@@ -145,7 +145,7 @@ def test_gat_attention_is_pyg_gatconv_with_mapped_names() -> None:
     i, j = adj.nonzero().T  # an edge per True entry: source j -> target i
     edge_index = torch.stack([j, i])
     lin = W.permute(1, 0, 2).reshape(Fin, H * C)  # PyG's lin.weight.T, heads side by side
-    ref = pyg_gatconv(x, edge_index, lin, att_src=a_dst, att_dst=a_src)  # a_src = att_dst, a_dst = att_src
+    ref = pyg_gatconv(x, edge_index, lin, att_src=a_src, att_dst=a_dst)  # PyG's names, PyG's meaning
     torch.testing.assert_close(out, ref)
 
 
@@ -159,7 +159,7 @@ def test_gat_against_torch_geometric_when_installed() -> None:
     i, j = adj.nonzero().T
     ref = conv(x, torch.stack([j, i])).view(N, H, C).transpose(0, 1)
     W = conv.lin.weight.T.reshape(Fin, H, C).permute(1, 0, 2)  # (H, F, C)
-    out, _ = gat_attention(x, adj, W, conv.att_dst.view(H, C), conv.att_src.view(H, C))
+    out, _ = gat_attention(x, adj, W, conv.att_src.view(H, C), conv.att_dst.view(H, C))
     torch.testing.assert_close(out, ref.detach())
 
 

@@ -77,11 +77,13 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor | None = None, *, base
     so that ``apply_rotary(q)[m] . apply_rotary(k)[n]`` depends on ``m - n`` only.
     ``positions: (L,)`` defaults to ``0 .. L-1``. Returns a tensor of ``x``'s shape.
 
-    Layout: this is RoFormer's *interleaved* layout, pairs ``(2i, 2i+1)``. GPT-NeoX and Hugging
-    Face's LLaMA rotate *halves*, pairs ``(i, i + d/2)``, with the same ``theta_i``. With
-    ``P = cat([arange(0, d, 2), arange(1, d, 2)])``, ``apply_rotary(x)[..., P] ==
-    rotate_half_rope(x[..., P])``; permuting the rows of ``W_q`` and ``W_k`` by ``P`` converts one
-    layout into the other and leaves every score unchanged (``tests/test_conventions.py``).
+    Convention: neighbouring pairs ``(x[2i], x[2i+1])``, as in the RoFormer paper and GPT-J.
+    GPT-NeoX and LLaMA-style code pair ``(x[i], x[i + d/2])`` with a ``rotate_half`` helper
+    (``attnkit.exercises.transformer.rotate_half_rotary``); the two agree after permuting
+    the coordinates (evens first, then odds), so weights trained under one need that
+    permutation of the query/key projections to work under the other.
+    Exactly: with ``P = cat([arange(0, d, 2), arange(1, d, 2)])``, ``apply_rotary(x)[..., P] ==
+    rotate_half_rope(x[..., P])``, and every score is unchanged (``tests/test_conventions.py``).
     """
     check_tensor("x", x, min_rank=2, shape="(..., L, d)")
     check_positive("base", base)

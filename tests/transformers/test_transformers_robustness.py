@@ -17,6 +17,7 @@ from robustness_kit import (
     Int,
     Keep,
     P,
+    Real,
     Spec,
     T,
     U,
@@ -30,14 +31,29 @@ from robustness_kit import (
     run_valid,
 )
 
-blocks, clip, dense, gat, hopfield, nonlocal_block, positions, relational, sets, vit = (
+blocks, clip, dense, gat, hopfield, nonlocal_block, positions, relational, sets, vit, warmup = (
     importlib.import_module(f"attnkit.transformers.{m}")
     for m in ("blocks", "clip", "dense_attention", "gat", "hopfield", "nonlocal_block", "positions", "relational",
-              "sets", "vit"))
+              "sets", "vit", "warmup"))
 
 F32 = torch.float32
 NOT_TABLED = {
     "blocks.count_parameters": "takes any nn.Module: nothing to break but the module (see test_blocks.py)",
+    "warmup.ffn_gradient_norms": "takes trained blocks: nothing to break but the modules (see test_warmup)",
+    # figures: their arguments are drawing options, tested by the chapter build
+    "diagrams.block_diagram": "a figure (drawing options only)",
+    "diagrams.multihead_diagram": "a figure (drawing options only)",
+    "diagrams.vit_diagram": "a figure (drawing options only)",
+    # experiment drivers and their records: each call trains a whole experiment (seconds to minutes); their
+    # inputs are seeds and step counts handed to the functions tabled here
+    "gat.karate_run": "an experiment driver (trains)", "relational.relational_run": "an experiment driver (trains)",
+    "sets.set_max_run": "an experiment driver (trains)", "nonlocal_block.denoising_run": "an experiment driver",
+    "warmup.warmup_run": "an experiment driver (trains)",
+    "records.provenance": "records of multi-seed runs (a CLI: python -m attnkit.transformers.records)",
+    "records.summary": "records of multi-seed runs", "records.record_warmup": "records of multi-seed runs",
+    "records.record_relational": "records of multi-seed runs", "records.record_sets": "records of multi-seed runs",
+    "records.record_nonlocal": "records of multi-seed runs", "records.record_gat": "records of multi-seed runs",
+    "records.load_record": "reads a shipped record by name", "records.main": "the records' command line",
 }
 
 
@@ -135,7 +151,15 @@ SPECS = [
     Spec("clip.train_clip", clip.train_clip,
          {"model": fresh(tiny_clip), "images": U(4, 1, 16, 16, dtype=F32), "tokens": Idx(4, 3, high=8),
           "epochs": Int(1), "batch_size": Int(2, huge=True), "lr": P(0.01), "progress": Keep(False)}),
+    Spec("clip.info_nce_floor", clip.info_nce_floor, {"classes": Idx(6, high=3, rank=(1, 1))},
+         skip={"classes:range": "any integer caption ids"}),
+    Spec("clip.training_floors", clip.training_floors,
+         {"classes": Idx(8, high=3, rank=(1, 1)), "epochs": Int(1), "batch_size": Int(4, huge=True), "seed": Keep(0)},
+         skip={"classes:range": "any integer caption ids"}),
+    Spec("clip.prompt_ensemble", clip.prompt_ensemble, {"model": fresh(tiny_clip), "prompts": Idx(4, 2, 3, high=8)}),
     # dense attention
+    Spec("dense_attention.danet_code_channel_score", dense.danet_code_channel_score,
+         {"q": T(2, 3, 20, rank=(2, None)), "k": T(2, 3, 20, seed=1, rank=(2, None))}),
     Spec("dense_attention.criss_cross_mask", dense.criss_cross_mask, {"H": Int(3), "W": Int(4)}),
     Spec("dense_attention.full_attention_2d", dense.full_attention_2d,
          {"q": T(2, 3, 4, 5), "k": T(2, 3, 4, 5, seed=1), "v": T(2, 2, 4, 5, seed=2),
@@ -198,12 +222,36 @@ SPECS = [
     module(nonlocal_block.NonLocalBlock, {"channels": Int(4), "inner": Int(2),
                                           "mode": C("embedded_gaussian", tuple(nonlocal_block.MODES))},
            {"x": f32(2, 4, 3, 5)}, name="nonlocal_block.NonLocalBlock", positional=("x",)),
-    module(nonlocal_block.Denoiser, {"channels": Int(4), "inner": Int(2)}, {"noisy": f32(2, 1, 6, 6)},
+    module(nonlocal_block.Denoiser, {"channels": Int(4), "inner": Int(2), "patch": Int(4)}, {"noisy": f32(2, 1, 8, 8)},
            name="nonlocal_block.Denoiser", positional=("noisy",)),
     Spec("nonlocal_block.train_denoiser", nonlocal_block.train_denoiser,
-         {"model": fresh(lambda: nonlocal_block.Denoiser(4, inner=2)), "noisy": f32(4, 1, 6, 6, nan="any"),
-          "clean": f32(4, 1, 6, 6, seed=1, nan="any"), "steps": Int(1), "batch_size": Int(2, huge=True), "lr": P(0.01),
+         {"model": fresh(lambda: nonlocal_block.Denoiser(4, inner=2)), "noisy": f32(4, 1, 8, 8, nan="any"),
+          "clean": f32(4, 1, 8, 8, seed=1, nan="any"), "steps": Int(1), "batch_size": Int(2, huge=True), "lr": P(0.01),
           "progress": Keep(False)}),
+    module(nonlocal_block.TokenNorm, {"channels": Int(4)}, {"x": f32(2, 4, 3, 5)}, name="nonlocal_block.TokenNorm",
+           positional=("x",)),
+    Spec("nonlocal_block.fit_shrinkage", nonlocal_block.fit_shrinkage,
+         {"noisy": T(3, 1, 8, 8, nan="any"), "clean": T(3, 1, 8, 8, seed=1, nan="any")}),
+    Spec("nonlocal_block.shrink", nonlocal_block.shrink, {"noisy": T(3, 1, 8, 8), "lam": Real(0.5)}),
+    Spec("nonlocal_block.oracle_copy_average", nonlocal_block.oracle_copy_average,
+         {"noisy": T(2, 1, 8, 8), "groups": Idx(2, 4, high=2), "patch": Int(4)},
+         skip={"groups:range": "any integer group ids"}),
+    Spec("nonlocal_block.cell_nonlocal_means", nonlocal_block.cell_nonlocal_means,
+         {"noisy": T(2, 1, 8, 8), "patch": Int(4), "h2": P(0.5)}),
+    Spec("nonlocal_block.weight_on_copies", nonlocal_block.weight_on_copies,
+         {"weights": U(2, 4, 4, nan="any"), "groups": Idx(2, 4, high=2)},
+         skip={"groups:range": "any integer group ids"}),
+    # warm-up (the post-norm Transformer's learning-rate schedule)
+    module(warmup.EncoderTagger, {"vocab_size": Int(10, 2), "d_model": Int(8), "n_heads": Int(2), "d_ff": Int(16),
+                                  "n_layers": Int(2), "max_len": Int(16), "norm": C("post", ("post", "pre"))},
+           {"tokens": Idx(2, 5, high=10)}, name="warmup.EncoderTagger", positional=("tokens",)),
+    Spec("warmup.noam_lr", warmup.noam_lr, {"step": Int(10), "d_model": Int(8), "warmup": Int(5), "scale": P(1.0)}),
+    Spec("warmup.schedule_factor", lambda kind, warmup_steps: warmup.schedule_factor(kind, warmup_steps)(3),
+         {"kind": C("noam", tuple(warmup.SCHEDULES)), "warmup_steps": Int(5, aliases=("warmup",))}),
+    Spec("warmup.tagging_loss", lambda model, src, tgt: warmup.tagging_loss(model, (src, tgt)),
+         {"model": fresh(lambda: warmup.EncoderTagger(10, d_model=8, n_heads=2, d_ff=16, n_layers=1)),
+          "src": Idx(2, 5, high=10, aliases=("batch", "tokens")),
+          "tgt": Idx(2, 5, high=10, seed=1, aliases=("batch",))}),
     # positions
     module(positions.LearnedPositions, {"max_len": Int(8), "d_model": Int(4)}, {"length": Int(5, 0, huge=True)},
            name="positions.LearnedPositions", positional=("length",)),
@@ -239,6 +287,7 @@ SPECS = [
            {"z": f32(2, 5, 8), "key_padding": B(pad, rank=(2, 2))}, name="sets.PMA"),
     module(sets.DeepSets, {"d_in": Int(3), "n_outputs": Int(2), "d_hidden": Int(8)},
            {"x": f32(2, 5, 3), "key_padding": B(pad, rank=(2, 2))}, name="sets.DeepSets"),
+    Spec("sets.make_set_model", sets.make_set_model, {"name": C("Deep Sets, sum pooling", tuple(sets.SET_MODELS))}),
     module(sets.SetTransformer, {"d_in": Int(3), "n_outputs": Int(2), "d_model": Int(8), "n_heads": Int(2),
                                  "n_layers": Int(1), "n_inducing": Int(3), "encoder": C("isab", ("isab", "sab"))},
            {"x": f32(2, 5, 3), "key_padding": B(pad, rank=(2, 2))}, name="sets.SetTransformer"),
