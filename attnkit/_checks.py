@@ -109,6 +109,16 @@ def check_same_dtype_device(**tensors: torch.Tensor) -> None:
             raise TypeError(f"{names[0]} and {name} must have the same dtype; got {got}")
 
 
+def check_same_device(**tensors: torch.Tensor) -> None:
+    """All tensors on one device (their dtypes may differ: for functions that promote or convert)."""
+    names = list(tensors)
+    first = tensors[names[0]]
+    for name in names[1:]:
+        if tensors[name].device != first.device:
+            got = ", ".join(f"{n} on {tensors[n].device}" for n in names)
+            raise ValueError(f"{names[0]} and {name} must be on the same device; got {got}")
+
+
 def check_dim_match(name_a: str, a: torch.Tensor, dim_a: int, name_b: str, b: torch.Tensor,
                     dim_b: int, what: str) -> None:
     """``a.shape[dim_a] == b.shape[dim_b]``, else a ValueError naming both shapes."""

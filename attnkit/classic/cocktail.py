@@ -39,7 +39,7 @@ from attnkit._checks import (
     check_dim_match,
     check_int,
     check_positive,
-    check_same_dtype_device,
+    check_same_device,
     check_tensor,
     check_values,
     shape_str,
@@ -113,7 +113,7 @@ def mix(voices: torch.Tensor, gains: Sequence[float] | torch.Tensor | None = Non
         raise ValueError(f"voices must be (V, N); got shape {shape_str(voices)}")
     if isinstance(gains, torch.Tensor):
         check_tensor("gains", gains)
-        check_same_dtype_device(voices=voices, gains=gains)
+        check_same_device(voices=voices, gains=gains)
     g = (torch.ones(voices.shape[0], dtype=voices.dtype, device=voices.device) if gains is None
          else torch.as_tensor(gains, dtype=voices.dtype, device=voices.device))
     if g.shape != (voices.shape[0],):
@@ -207,7 +207,7 @@ def relative_error(estimate: torch.Tensor, target: torch.Tensor) -> float:
     if estimate.shape != target.shape:
         raise ValueError(f"estimate and target must have the same shape; got {shape_str(estimate)} "
                          f"and {shape_str(target)}")
-    check_same_dtype_device(estimate=estimate, target=target)
+    check_same_device(estimate=estimate, target=target)
     check_values("estimate", estimate)
     err = (estimate - target).norm(dim=-1) / target.norm(dim=-1).clamp_min(1e-12)
     return float(err.mean())

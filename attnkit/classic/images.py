@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit._checks import check_int, check_positive, check_same_dtype_device, check_size_fits, check_tensor, shape_str
+from attnkit._checks import check_int, check_positive, check_same_device, check_size_fits, check_tensor, shape_str
 
 
 def check_image(name: str, image: object) -> torch.Tensor:
@@ -132,7 +132,7 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor, data_range: float = 1.
         raise ValueError(f"estimate and reference must have one shape; got {shape_str(estimate)} "
                          f"and {shape_str(reference)}")
     check_positive("data_range", data_range)
-    check_same_dtype_device(estimate=estimate, reference=reference)
+    check_same_device(estimate=estimate, reference=reference)
     mse = (estimate.double() - reference.double()).pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * math.log10(data_range**2 / mse)
 
@@ -172,7 +172,7 @@ def edge_preservation(filtered: torch.Tensor, reference: torch.Tensor, fraction:
     """
     check_image("filtered", filtered)
     check_image("reference", reference)
-    check_same_dtype_device(filtered=filtered, reference=reference)
+    check_same_device(filtered=filtered, reference=reference)
     mask = edge_mask(reference, fraction)
     if filtered.shape != reference.shape:
         raise ValueError(f"filtered and reference must have one shape; got {shape_str(filtered)} "

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from attnkit._checks import (
     check_int,
     check_positive,
+    check_same_device,
     check_same_dtype_device,
     check_tensor,
     check_values,
@@ -66,7 +67,7 @@ def sigma_pi(x: torch.Tensor, terms: Sequence[Sequence[int]], weights: torch.Ten
     check_tensor("weights", weights, min_rank=1)
     if weights.shape != (len(terms),):
         raise ValueError(f"weights must have one entry per term ({len(terms)}); got shape {shape_str(weights)}")
-    check_same_dtype_device(x=x, weights=weights)
+    check_same_device(x=x, weights=weights)
     n = x.shape[-1]
     net = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device) + bias
     for w, term in zip(weights, terms, strict=True):
@@ -300,7 +301,7 @@ def fit_sigma_pi(x: torch.Tensor, targets: torch.Tensor, terms: Sequence[Sequenc
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{name} must be a positive int; got {val!r}")
     check_positive("lr", lr)
-    check_same_dtype_device(x=x, targets=targets)
+    check_same_device(x=x, targets=targets)
     g = torch.Generator().manual_seed(seed)
     w = (0.1 * torch.randn(restarts, len(terms), generator=g, dtype=x.dtype)).requires_grad_()
     # the conjuncts' products, once: column i is prod_{j in S_i} x_j, so sigma_pi(x, terms, w) = feats @ w

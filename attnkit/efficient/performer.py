@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from attnkit._checks import argument_names, check_int, check_same_dtype_device, check_tensor
+from attnkit._checks import argument_names, check_int, check_same_device, check_tensor
 from attnkit.efficient._common import check_qkv, make_generator
 from attnkit.normalize import split_mask
 
@@ -176,7 +176,7 @@ def linear_attention_step(state: tuple[torch.Tensor, torch.Tensor] | None, phi_q
     if phi_q_t.shape != phi_k_t.shape or phi_k_t.shape[:-1] != v_t.shape[:-1]:
         raise ValueError(f"phi_q_t and phi_k_t must be (..., m) and v_t (..., dv) with the same batch dims; got "
                          f"{tuple(phi_q_t.shape)}, {tuple(phi_k_t.shape)}, {tuple(v_t.shape)}")
-    check_same_dtype_device(phi_q_t=phi_q_t, phi_k_t=phi_k_t, v_t=v_t)
+    check_same_device(phi_q_t=phi_q_t, phi_k_t=phi_k_t, v_t=v_t)
     if state is None:
         S = phi_k_t.new_zeros(*phi_k_t.shape, v_t.shape[-1])  # (..., m, dv)
         z = phi_k_t.new_zeros(phi_k_t.shape)  # (..., m)
@@ -187,7 +187,7 @@ def linear_attention_step(state: tuple[torch.Tensor, torch.Tensor] | None, phi_q
                              f"({(*phi_k_t.shape, v_t.shape[-1])}, {tuple(phi_k_t.shape)}) for phi_k_t: "
                              f"{tuple(phi_k_t.shape)} and v_t: {tuple(v_t.shape)}, as returned by the previous step")
         S, z = state
-        check_same_dtype_device(phi_k_t=phi_k_t, S=S, z=z)
+        check_same_device(phi_k_t=phi_k_t, S=S, z=z)
     # S_t = S_{t-1} + phi(k_t) v_t^T;  z_t = z_{t-1} + phi(k_t)
     S = S + phi_k_t[..., :, None] * v_t[..., None, :]
     z = z + phi_k_t

@@ -29,6 +29,7 @@ from attnkit._checks import (
     check_int,
     check_module_input,
     check_positive,
+    check_same_device,
     check_same_dtype_device,
     check_sizes,
     check_tensor,
@@ -216,7 +217,7 @@ def fit_shrinkage(noisy: torch.Tensor, clean: torch.Tensor) -> float:
     _check_noisy(clean, "clean")
     if clean.shape != noisy.shape:
         raise ValueError(f"noisy and clean must have one shape; got {shape_str(noisy)} and {shape_str(clean)}")
-    check_same_dtype_device(noisy=noisy, clean=clean)
+    check_same_device(noisy=noisy, clean=clean)
     m = noisy.mean(dim=(-2, -1), keepdim=True)  # (n, 1, 1, 1)
     return float(((noisy - m) * (clean - m)).sum() / ((noisy - m) ** 2).sum())
 
@@ -288,7 +289,7 @@ def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *
     check_tensor("clean", clean, min_rank=4, shape="(n, 1, H, W)")
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy and clean must have the same shape; got {shape_str(noisy)} and {shape_str(clean)}")
-    check_same_dtype_device(noisy=noisy, clean=clean)
+    check_same_device(noisy=noisy, clean=clean)
     check_int("steps", steps, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     check_positive("lr", lr)

@@ -22,7 +22,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnkit._checks import check_int, check_module_input, check_same_dtype_device, check_sizes, check_tensor, shape_str
+from attnkit._checks import (
+    check_int,
+    check_module_input,
+    check_same_device,
+    check_same_dtype_device,
+    check_sizes,
+    check_tensor,
+    shape_str,
+)
 from attnkit.datasets.sequences import relational_task
 from attnkit.transformers.blocks import TransformerEncoder, train_steps
 
@@ -59,7 +67,7 @@ def object_pairs(objects: torch.Tensor, questions: torch.Tensor) -> torch.Tensor
     if objects.dim() != 3 or questions.dim() != 2 or questions.shape[0] != objects.shape[0]:
         raise ValueError(f"need objects: (B, N, Do) and questions: (B, Dq); got objects: {shape_str(objects)}, "
                          f"questions: {shape_str(questions)}")
-    check_same_dtype_device(objects=objects, questions=questions)
+    check_same_device(objects=objects, questions=questions)
     B, N, Do = objects.shape
     oi = objects[:, :, None, :].expand(B, N, N, Do)  # (B, N, N, Do): o_i along rows
     oj = objects[:, None, :, :].expand(B, N, N, Do)  # (B, N, N, Do): o_j along columns
