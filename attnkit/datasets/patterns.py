@@ -2,9 +2,12 @@ r"""Small image and pattern datasets generated in code for the Part III chapters
 
 Nothing is downloaded; every function takes a ``seed`` and returns the same tensors for it.
 
+- ``repeated_patches``: images made of a few random patches, each repeated at random places of
+  a grid, plus noise: a denoising task where the far-away *copies* of a patch hold the
+  information (non-local blocks must find them by their content).
 - ``tiled_textures``: periodic textures (a random motif tiled over the image) plus noise, a
   denoising task where far-away repeats of a pixel hold the information a local filter lacks
-  (non-local means, non-local blocks).
+  (non-local means).
 - ``shapes_dataset``: one of four shapes (square, cross, ring, bar) in one of four quadrants,
   with noise: a classification task for the tiny ViT and image/caption pairs for tiny CLIP.
 - ``digit_glyphs``: the ten digits of a 3 x 5 bitmap font, upscaled: correlated binary
@@ -39,6 +42,37 @@ _FONT = {  # 3 x 5 bitmap font: one string of 3 characters per row
 }
 
 
+def repeated_patches(n: int, *, grid: int = 4, patch: int = 4, motifs: int = 4, noise: float = 0.2,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images of repeated random patches: returns ``(noisy, clean, groups)``.
+
+    Each clean image is a ``grid x grid`` array of ``patch x patch`` cells (``size = grid *
+    patch``). ``motifs`` random patches (pixel values uniform in ``[0, 1)``, new ones for every
+    image) fill the cells, each motif the same number of times (``grid**2 / motifs``) at random
+    cells; ``noisy = clean + noise * N(0, 1)``. ``groups: (n, grid**2)`` long gives the motif of
+    every cell in row-major order: cells with the same group are exact copies. A cell's copies
+    are anywhere in the image, and its pixels are independent, so only *matching the content*
+    of far-away cells can average the noise away. Shapes: ``(n, 1, size, size)`` for the images.
+    """
+    check_int("n", n, minimum=1)
+    check_int("grid", grid, minimum=1)
+    check_int("patch", patch, minimum=1)
+    check_int("motifs", motifs, minimum=1)
+    check_positive("noise", noise, allow_zero=True)
+    cells = grid * grid
+    if cells % motifs:
+        raise ValueError(f"motifs={motifs} must divide the grid**2 = {cells} cells (equal numbers of copies)")
+    g = torch.Generator().manual_seed(seed)
+    tiles = torch.rand(n, motifs, patch, patch, generator=g)  # (n, motifs, P, P)
+    groups = torch.stack([torch.randperm(cells, generator=g) % motifs for _ in range(n)])  # (n, G*G)
+    cells_px = tiles[torch.arange(n)[:, None], groups]  # (n, G*G, P, P): the motif of every cell
+    size = grid * patch
+    clean = cells_px.reshape(n, grid, grid, patch, patch).permute(0, 1, 3, 2, 4)  # (n, G, P, G, P)
+    clean = clean.reshape(n, 1, size, size)  # (n, 1, G*P, G*P)
+    noisy = clean + noise * torch.randn(clean.shape, generator=g)
+    return noisy, clean, groups
+
+
 def tiled_textures(n: int, size: int = 16, *, periods: tuple[int, ...] = (3, 4, 5), noise: float = 0.5,
                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy periodic textures: returns ``(noisy, clean)``, both ``(n, 1, size, size)``.
@@ -63,6 +97,21 @@ def tiled_textures(n: int, size: int = 16, *, periods: tuple[int, ...] = (3, 4, 
         clean[i, 0] = motif[(rows[:, None] + dy) % p, (rows[None, :] + dx) % p]
     noisy = clean + noise * torch.randn(clean.shape, generator=g)
     return noisy, clean
+
+
+def cells(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """``(n, 1, G P, G P)`` images -> ``(n, G*G, P*P)``: the cells in row-major order, flattened."""
+    n, _, H, W = images.shape
+    x = images.reshape(n, H // patch, patch, W // patch, patch)  # (n, G, P, G, P)
+    return x.permute(0, 1, 3, 2, 4).reshape(n, (H // patch) * (W // patch), patch * patch)  # (n, G*G, P*P)
+
+
+def uncells(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The inverse of ``cells``: ``(n, G*G, P*P)`` -> ``(n, 1, G P, G P)``."""
+    n, c, _ = x.shape
+    grid = round(c**0.5)
+    x = x.reshape(n, grid, grid, patch, patch).permute(0, 1, 3, 2, 4)  # (n, G, P, G, P)
+    return x.reshape(n, 1, grid * patch, grid * patch)
 
 
 def _shape_stamp(kind: int, s: int) -> torch.Tensor:

@@ -8,15 +8,23 @@
 - :mod:`attnkit.transformers.blocks`: ``scaling_experiment`` (why divide by sqrt(d)),
   ``FeedForward``, ``EncoderBlock``, ``DecoderBlock``, ``TransformerEncoder``, ``TinyTransformer``,
   ``train_steps``, ``seq2seq_loss``, ``seq2seq_accuracy``, ``self_attention``, ``count_parameters``.
+- :mod:`attnkit.transformers.warmup`: ``noam_lr`` (Vaswani's schedule), ``schedule_factor``,
+  ``EncoderTagger``, ``tagging_loss``, ``ffn_gradient_norms``, ``warmup_run``.
 - :mod:`attnkit.transformers.sets`: the Set Transformer (``MAB``, ``SAB``, ``ISAB``, ``PMA``,
-  ``SetTransformer``) and ``DeepSets``.
+  ``SetTransformer``), ``DeepSets`` (sum, mean, max or attention pooling), ``set_max_run``.
 - :mod:`attnkit.transformers.relational`: ``RelationNetwork``, ``MLPReasoner``,
-  ``AttentionReasoner``, ``object_pairs``, ``reasoning_loss``, ``accuracy_by_question``.
+  ``AttentionReasoner``, ``object_pairs``, ``reasoning_loss``, ``accuracy_by_question``,
+  ``relational_run``.
+- :mod:`attnkit.transformers.diagrams`: ``block_diagram``, ``multihead_diagram``, ``vit_diagram``.
+- :mod:`attnkit.transformers.records`: recorded multi-seed runs (``python -m
+  attnkit.transformers.records``), ``load_record``.
 
 *Attention everywhere*
 
 - :mod:`attnkit.transformers.nonlocal_block`: ``nonlocal_attention``, ``NonLocalBlock``,
-  ``Denoiser``, ``train_denoiser``, ``flatten_positions``, ``MODES``.
+  ``TokenNorm``, ``Denoiser``, ``train_denoiser``, ``denoising_run``, ``flatten_positions``,
+  ``MODES``; baselines ``fit_shrinkage``, ``shrink``, ``oracle_copy_average``,
+  ``cell_nonlocal_means``, ``weight_on_copies``.
 - :mod:`attnkit.transformers.gat`: graph attention: ``gat_score``, ``gat_attention``, ``GATLayer``,
   ``uniform_score``, ``UniformGraphLayer``, ``GraphNet``, ``karate_club``,
   ``train_node_classifier``, ``check_adjacency``.
@@ -29,10 +37,11 @@
 - :mod:`attnkit.transformers.vit`: ``patchify``, ``PatchEmbedding``, ``Block``, ``TinyViT``,
   ``attention_rollout``, ``cls_rollout_map``, ``train_classifier``, ``accuracy``.
 - :mod:`attnkit.transformers.clip`: ``TinyCLIP``, ``ImageEncoder``, ``TextEncoder``,
-  ``similarity``, ``info_nce``, ``zero_shot``, ``train_clip``, ``caption_tokens``,
-  ``caption_text``, ``all_captions``, ``VOCAB``.
+  ``similarity``, ``info_nce``, ``info_nce_floor``, ``training_floors``, ``prompt_ensemble``,
+  ``zero_shot``, ``train_clip``, ``caption_tokens``, ``caption_text``, ``all_captions``, ``VOCAB``.
 - :mod:`attnkit.transformers.dense_attention`: ``criss_cross_mask``, ``criss_cross_attention``,
-  ``full_attention_2d``, ``danet_channel_score``, ``danet_channel_attention``,
+  ``full_attention_2d``, ``danet_channel_score`` (the paper's), ``danet_code_channel_score``
+  (the authors' code), ``danet_channel_attention``,
   ``axial_attention``, ``triangle_attention``, ``attention_cost``.
 
 The headline names are re-exported here; import the rest from their modules.

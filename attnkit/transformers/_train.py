@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
+
+
+def minibatches(n: int, batch_size: int, epochs: int, seed: int) -> Iterator[torch.Tensor]:
+    """The index batches of ``minibatch_adam``: ``epochs`` shuffled passes over ``range(n)``.
+
+    Each pass is ``torch.randperm(n)`` from a generator seeded with ``seed``, split into
+    batches of ``batch_size`` (the last one may be shorter).
+    """
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        yield from torch.randperm(n, generator=g).split(batch_size)
 
 
 def minibatch_adam(model: nn.Module, n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], *,
@@ -19,19 +30,17 @@ def minibatch_adam(model: nn.Module, n: int, batch_loss: Callable[[torch.Tensor]
     """
     from tqdm.auto import tqdm
 
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     losses = []
     bar = tqdm(total=epochs * (-(-n // batch_size)), desc=desc, disable=not progress)
     model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(n, generator=g).split(batch_size):
-            loss = batch_loss(idx)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.update()
+    for idx in minibatches(n, batch_size, epochs, seed):
+        loss = batch_loss(idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        bar.update()
     bar.close()
     model.eval()
     return losses

@@ -15,7 +15,21 @@ an image *attends* over captions. **Zero-shot** classification writes one captio
 ("a ring in the top left") and takes the caption an image attends to most: no classifier
 was trained for those classes.
 
+**The loss floor.** With few distinct captions a batch holds several pairs with the same
+caption; CLIP's loss counts the other copies as negatives. Identical captions have identical
+embeddings, so the image-to-caption half of the loss cannot go below the mean of
+$\log n_i$, $n_i$ the number of pairs in the batch with pair $i$'s caption
+(``info_nce_floor``); at the optimum where the images of a caption share one embedding the
+caption-to-image half sits there too.
+
+**Prompt ensembles** (CLIP's way): a class gets several captions; their unit text embeddings
+are averaged and re-normalised into one class embedding (``prompt_ensemble``), which the images
+then attend to.
+
 Captions here are three tokens, ``(shape, vertical, horizontal)``, e.g. ``ring top left``.
+The text encoder (a mean of token and position embeddings, then a linear map) is *linear*
+in the word vectors: ``text(ring, bottom, left) = text(ring, top, left) + text(cross,
+bottom, left) - text(cross, top, left)`` before normalisation.
 Shapes: ``B`` batch, ``D`` embedding width, ``K`` candidate captions, ``T = 3`` tokens.
 """
 
@@ -30,7 +44,7 @@ from torch import nn
 from attnkit._checks import check_positive, check_tensor, shape_str
 from attnkit.core import attend
 from attnkit.datasets.patterns import QUADRANTS, SHAPES
-from attnkit.transformers._train import minibatch_adam
+from attnkit.transformers._train import minibatch_adam, minibatches
 
 VOCAB = (*SHAPES, "top", "bottom", "left", "right")
 """The caption vocabulary: the four shape names and the four position words."""
@@ -115,29 +129,76 @@ def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: flo
     return F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T / temperature  # (B, K)
 
 
-def info_nce(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE loss of matched pairs ``(B, D), (B, D)`` (pair ``i`` is row ``i`` of both)."""
+def info_nce(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float | torch.Tensor, *,
+             halves: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric InfoNCE loss of matched pairs ``(B, D), (B, D)`` (pair ``i`` is row ``i`` of both).
+
+    Equivalent to::
+
+        S = normalize(u) @ normalize(t).T / tau                      # (B, B)
+        loss = (cross_entropy(S, arange(B)) + cross_entropy(S.T, arange(B))) / 2
+
+    ``halves=True`` returns the two halves ``(image -> caption, caption -> image)`` instead.
+    """
     check_tensor("image_emb", image_emb, min_rank=2, shape="(B, D)")
     check_tensor("text_emb", text_emb, min_rank=2, shape="(B, D)")
-    if image_emb.shape != text_emb.shape:
-        raise ValueError(f"image_emb and text_emb must be matched pairs of one shape; got {shape_str(image_emb)} "
-                         f"and {shape_str(text_emb)}")
+    if image_emb.shape != text_emb.shape or image_emb.dim() != 2:
+        raise ValueError(f"image_emb and text_emb must be matched pairs (B, D) of one shape; got "
+                         f"{shape_str(image_emb)} and {shape_str(text_emb)}")
     # S_ij = cos(u_i, t_j) / tau
     logits = F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T / temperature  # (B, B)
     target = torch.arange(len(logits), device=logits.device)
     # images pick their caption (rows), captions pick their image (columns)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    i2t, t2i = F.cross_entropy(logits, target), F.cross_entropy(logits.T, target)
+    return (i2t, t2i) if halves else 0.5 * (i2t + t2i)
 
 
-def zero_shot(model: TinyCLIP, images: torch.Tensor, class_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-shot class probabilities ``(B, K)`` and predictions ``(B,)``: images attend over captions.
+def info_nce_floor(classes: torch.Tensor) -> float:
+    r"""The lowest image-to-caption InfoNCE of a batch whose captions are ``classes (B,)``: mean of $\log n_i$.
 
-    Equivalent to ``softmax(cos(u_i, t_k) / tau)`` over the ``K`` class captions; computed as
+    $n_i$ counts the pairs of the batch with pair $i$'s caption (itself included): the
+    copies get the same caption embedding, so the softmax over the row can at best split its
+    weight equally among them. 0 when every caption is distinct.
+    """
+    if not isinstance(classes, torch.Tensor) or classes.dim() != 1 or classes.is_floating_point():
+        raise TypeError(f"classes must be a 1-D integer tensor of caption ids (B,); got {classes!r:.60}")
+    counts = (classes[:, None] == classes[None, :]).sum(-1)  # (B,): n_i
+    return float(counts.double().log().mean())
+
+
+def training_floors(classes: torch.Tensor, *, epochs: int, batch_size: int, seed: int) -> list[float]:
+    """``info_nce_floor`` of every batch ``train_clip`` draws with the same arguments (same order)."""
+    return [info_nce_floor(classes[idx]) for idx in minibatches(len(classes), batch_size, epochs, seed)]
+
+
+def prompt_ensemble(model: TinyCLIP, prompts: torch.Tensor) -> torch.Tensor:
+    """CLIP's prompt ensemble: ``prompts (K, P, T)`` token ids -> unit class embeddings ``(K, D)``.
+
+    Equivalent to ``normalize(normalize(text(prompts[c])).mean(0))`` for each class ``c``:
+    the average of the ``P`` unit caption embeddings, re-normalised.
+    """
+    if not isinstance(prompts, torch.Tensor) or prompts.dim() != 3:
+        raise ValueError(f"prompts must be token ids (K classes, P prompts, T tokens); got {prompts!r:.60}")
+    K, P, T = prompts.shape
+    with torch.no_grad():
+        t = F.normalize(model.text(prompts.reshape(K * P, T)), dim=-1).reshape(K, P, -1)  # (K, P, D)
+    return F.normalize(t.mean(1), dim=-1)  # (K, D)
+
+
+def zero_shot(model: TinyCLIP, images: torch.Tensor, class_tokens: torch.Tensor | None = None, *,
+              class_embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-shot class probabilities ``(B, K)`` and predictions ``(B,)``: images attend over classes.
+
+    Equivalent to ``softmax(cos(u_i, t_k) / tau)`` over the ``K`` classes, where ``t_k`` is the
+    text embedding of caption ``class_tokens[k]`` (``(K, T)``) or the given
+    ``class_embeddings[k]`` (``(K, D)``, e.g. from ``prompt_ensemble``); computed as
     ``attend(u, t, eye(K), score="cosine", temperature=tau)``, whose weights are the probabilities.
     """
+    if (class_tokens is None) == (class_embeddings is None):
+        raise ValueError("give exactly one of class_tokens (K, T) and class_embeddings (K, D)")
     with torch.no_grad():
         u = model.image(images)  # (B, D)
-        t = model.text(class_tokens)  # (K, D)
+        t = model.text(class_tokens) if class_tokens is not None else class_embeddings  # (K, D)
         onehot = torch.eye(len(t), dtype=u.dtype)  # (K, K): values = class indicators
         probs, _ = attend(u, t, onehot, score="cosine", temperature=model.temperature)  # (B, K)
     return probs, probs.argmax(-1)

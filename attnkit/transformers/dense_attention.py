@@ -9,8 +9,13 @@ reshaping:
   position. As a mask: ``criss_cross_mask``. As a gather of row and column keys:
   ``criss_cross_attention``.
 - **Dual attention** (DANet, Fu et al. 2019): a *position* module (non-local attention over
-  pixels) and a *channel* module where the $C$ channels attend to one another with the score
-  $\max_{j'} s_{ij'} - s_{ij}$ on $s = X X^\top$ (``danet_channel_attention``).
+  pixels) and a *channel* module where the $C$ channels attend to one another
+  (``danet_channel_attention``). The paper's equation (3) scores channels by their dot product,
+  $a = \operatorname{softmax}_j(s_{ij})$ with $s = X X^\top$ (``danet_channel_score``); the
+  authors' code (``CAM_Module`` in github.com/junfu1115/DANet) uses
+  $\max_{j'} s_{ij'} - s_{ij}$ instead (``danet_code_channel_score``), and since a row softmax
+  ignores a constant shift that is $\operatorname{softmax}_j(-s_{ij})$: it favours the
+  *least* similar channels.
 - **Axial attention** (Ho et al. 2019): attend along rows, then along columns
   (``axial_attention``), as AlphaFold's MSA row and column attention (Jumper et al. 2021).
   AlphaFold's **triangle attention** updates a pair representation $z_{ij}$ with row attention
@@ -91,25 +96,45 @@ def criss_cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
 
 
 def danet_channel_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    r"""DANet's channel score $\max_{j'} s_{ij'} - s_{ij}$ with $s = q k^\top$: ``(..., C, C)``.
+    r"""DANet's channel score as in the paper (Fu et al., 2019, eq. 3): $s_{ij} = q_i^\top k_j$, ``(..., C, C)``.
 
-    Subtracting from the row maximum makes *dissimilar* channels get the larger weights.
+    With ``q = k = X`` (channels as tokens) the softmax of a row favours the channels most
+    similar to channel $i$. No $1/\sqrt{d}$.
+    """
+    return q @ k.transpose(-2, -1)  # (..., C, C)
+
+
+def danet_code_channel_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    r"""DANet's channel score as in the authors' code: $\max_{j'} s_{ij'} - s_{ij}$ with $s = q k^\top$.
+
+    ``energy_new = max(energy) - energy`` in ``CAM_Module`` (github.com/junfu1115/DANet). A row
+    softmax ignores the constant $\max_{j'} s_{ij'}$, so the weights are
+    $\operatorname{softmax}_j(-s_{ij})$: *dissimilar* channels get the larger weights, the
+    opposite of the paper's equation (``danet_channel_score``).
     """
     s = q @ k.transpose(-2, -1)  # (..., C, C)
     return s.amax(-1, keepdim=True) - s
 
 
-def danet_channel_attention(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+DANET_VARIANTS = {"paper": danet_channel_score, "code": danet_code_channel_score}
+"""The two channel scores of DANet: the paper's equation and the authors' code."""
+
+
+def danet_channel_attention(x: torch.Tensor, *, variant: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
     """DANet's channel attention module (without its learned ``gamma``): ``(B, C, H, W) -> ((B, C, H, W), (B, C, C))``.
 
     Each channel, seen as a vector of its ``N`` values, attends over all channels:
-    ``attend(X, X, X, score=danet_channel_score)`` with ``X: (B, C, N)``.
+    ``attend(X, X, X, score=DANET_VARIANTS[variant])`` with ``X: (B, C, N)``. ``variant="paper"``
+    is the paper's $\\operatorname{softmax}(X X^\top)$, ``"code"`` the authors' code,
+    $\\operatorname{softmax}(\\max - X X^\top) = \\operatorname{softmax}(-X X^\top)$.
     """
     _check_map("x", x)
+    if variant not in DANET_VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(DANET_VARIANTS)}; got {variant!r}")
     B, C, H, W = x.shape
     X = x.reshape(B, C, H * W)  # (B, C, N): channels are the tokens
-    out, w = attend(X, X, X, score=danet_channel_score)  # (B, C, N), (B, C, C)
-    return out.reshape(B, C, H, W), w
+    out, w = attend(X, X, X, score=DANET_VARIANTS[variant])  # (B, C, N), (B, C, C)
+    return out.reshape(B, C, H, W), w  # (B, C, H, W)
 
 
 def axial_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -5,15 +5,24 @@ projection $W$, graph attention scores each edge with a tiny additive score,
 
 .. math::
 
-    s_{ij} = \operatorname{LeakyReLU}\big(a_{\text{src}}^\top W h_i + a_{\text{dst}}^\top W h_j\big),
+    s_{ij} = \operatorname{LeakyReLU}\big(a^\top [W h_i \,\|\, W h_j]\big)
+           = \operatorname{LeakyReLU}\big(a_{\text{dst}}^\top W h_i + a_{\text{src}}^\top W h_j\big),
     \qquad \alpha_{ij} = \operatorname{softmax}_{j \in \mathcal{N}(i) \cup \{i\}} s_{ij},
     \qquad h_i' = \sum_j \alpha_{ij} W h_j ,
 
-which is ``attend(Wh, Wh, Wh, score=gat_score, mask=adjacency)``: the graph is the mask. The
-GCN-style baseline (Kipf & Welling, 2017, with row normalisation) gives every neighbour the
-same weight ``1 / (degree(i) + 1)``: ``attend`` with a constant score and the same
-mask. Multi-head GAT runs ``H`` such heads and concatenates (hidden layers) or averages (the
-output layer) them.
+which is ``attend(Wh, Wh, Wh, score=gat_score, mask=adjacency)``: the graph is the mask.
+
+**Naming, as in PyTorch Geometric's** ``GATConv``: messages flow from a *source* node ``j``
+to the *destination* node ``i`` that attends, so ``a_dst`` is the half of the paper's $a$ that
+multiplies the attending node $W h_i$ (the query) and ``a_src`` the half that multiplies the
+neighbour $W h_j$ (the key); PyG's ``att_dst`` and ``att_src`` are these vectors, shape
+``(1, H, Fh)``. The adjacency is dense and bool, ``adj[i, j] = True`` when ``j`` sends to
+``i`` (self-loops included), the opposite orientation of PyG's ``edge_index = [src, dst]``.
+
+The GCN-style baseline (Kipf & Welling, 2017, with row normalisation) gives every neighbour
+the same weight ``1 / (degree(i) + 1)``: ``attend`` with a constant score and the same mask.
+Multi-head GAT runs ``H`` such heads and concatenates (hidden layers) or averages (the output
+layer) them.
 
 Shapes: ``N`` nodes, ``F`` input features, ``Fh`` features per head, ``H`` heads.
 """
@@ -43,14 +52,16 @@ def check_adjacency(adj: object, n: int | None = None) -> torch.Tensor:
 
 def gat_score(q: torch.Tensor, k: torch.Tensor, a_src: torch.Tensor, a_dst: torch.Tensor,
               negative_slope: float = 0.2) -> torch.Tensor:
-    r"""GAT's edge score $s_{ij} = \mathrm{LeakyReLU}(a_{src}^\top q_i + a_{dst}^\top k_j)$.
+    r"""GAT's edge score $s_{ij} = \mathrm{LeakyReLU}(a_{dst}^\top q_i + a_{src}^\top k_j)$.
 
-    ``q: (H, N, Fh)``, ``k: (H, N, Fh)``, ``a_src, a_dst: (H, Fh)`` -> ``(H, N, N)``. The
-    concatenation $a^\top [Wh_i \,\|\, Wh_j]$ of the paper splits into these two dot products.
+    ``q: (H, N, Fh)`` the attending (destination) nodes, ``k: (H, N, Fh)`` the neighbours
+    (sources), ``a_src, a_dst: (H, Fh)`` -> ``(H, N, N)``. The concatenation
+    $a^\top [Wh_i \,\|\, Wh_j]$ of the paper splits into these two dot products, with
+    $a = [a_{dst}; a_{src}]$ (PyG's naming; see the module docstring).
     """
-    src = (q * a_src.unsqueeze(-2)).sum(-1)  # a_src . Wh_i: (H, N)
-    dst = (k * a_dst.unsqueeze(-2)).sum(-1)  # a_dst . Wh_j: (H, N)
-    return F.leaky_relu(src.unsqueeze(-1) + dst.unsqueeze(-2), negative_slope)  # (H, N, N)
+    dst = (q * a_dst.unsqueeze(-2)).sum(-1)  # a_dst . Wh_i: (H, N)
+    src = (k * a_src.unsqueeze(-2)).sum(-1)  # a_src . Wh_j: (H, N)
+    return F.leaky_relu(dst.unsqueeze(-1) + src.unsqueeze(-2), negative_slope)  # (H, N, N)
 
 
 def uniform_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -59,19 +70,23 @@ def uniform_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 def gat_attention(h: torch.Tensor, adj: torch.Tensor, W: torch.Tensor, a_src: torch.Tensor,
-                  a_dst: torch.Tensor, *, negative_slope: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+                  a_dst: torch.Tensor, *, negative_slope: float = 0.2,
+                  attn_dropout: float = 0.0, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One multi-head GAT aggregation; returns ``(out (H, N, Fh), alpha (H, N, N))``.
 
     Equivalent to::
 
-        Wh = torch.einsum("nf,hfo->hno", h, W)                       # (H, N, Fh)
-        s = leaky_relu(Wh @ a_src[..., None] + (Wh @ a_dst[..., None]).mT)  # (H, N, N)
-        alpha = softmax(s.masked_fill(~adj, -inf), -1)                # neighbours only
-        out = alpha @ Wh
+        Wh = torch.einsum("nf,hfo->hno", h, W)                         # (H, N, Fh)
+        s = leaky_relu(Wh @ a_dst[..., None] + (Wh @ a_src[..., None]).mT)  # (H, N, N): s_ij
+        alpha = softmax(s.masked_fill(~adj, -inf), -1)                  # neighbours only
+        out = dropout(alpha, attn_dropout) @ Wh
 
     Args:
         h: node features ``(N, F)``. adj: bool ``(N, N)``, ``True`` where ``j`` is a neighbour
-            of ``i`` (include self-loops). W: ``(H, F, Fh)``. a_src, a_dst: ``(H, Fh)``.
+            of ``i`` (include self-loops). W: ``(H, F, Fh)``. a_src, a_dst: ``(H, Fh)``, PyG's
+            ``att_src`` (neighbour ``j``) and ``att_dst`` (attending node ``i``).
+        attn_dropout: dropout on the coefficients when ``training`` (the paper: 0.6); the
+            returned ``alpha`` is the one before dropout.
     """
     check_tensor("h", h, min_rank=2, shape="(N, F)")
     check_adjacency(adj, h.shape[0])
@@ -83,32 +98,51 @@ def gat_attention(h: torch.Tensor, adj: torch.Tensor, W: torch.Tensor, a_src: to
         if a.shape != (W.shape[0], W.shape[2]):
             raise ValueError(f"{name} must be (H, Fh) = ({W.shape[0]}, {W.shape[2]}); got shape {shape_str(a)}")
     Wh = torch.einsum("nf,hfo->hno", h, W)  # (H, N, Fh)
-    return attend(Wh, Wh, Wh, score=gat_score, mask=adj,
-                  score_params={"a_src": a_src, "a_dst": a_dst, "negative_slope": negative_slope})
+    out, alpha = attend(Wh, Wh, Wh, score=gat_score, mask=adj,
+                        score_params={"a_src": a_src, "a_dst": a_dst, "negative_slope": negative_slope})
+    if training and attn_dropout > 0:
+        out = F.dropout(alpha, attn_dropout, True) @ Wh  # each node sees a random subset of neighbours
+    return out, alpha
 
 
 class GATLayer(nn.Module):
     """Multi-head graph attention: ``forward(h (N, F), adj (N, N)) -> (N, H*Fh)`` or ``(N, Fh)``.
 
     ``concat=True`` concatenates the heads (hidden layers), ``False`` averages them (output
-    layer). The last coefficients ``(H, N, N)`` are kept in ``self.last_alpha``.
+    layer). ``dropout`` is applied to the input features and ``attn_dropout`` to the
+    coefficients, during training (the paper uses 0.6 for both). The last coefficients
+    ``(H, N, N)`` are kept in ``self.last_alpha``.
+
+    Initialisation as PyG's ``GATConv``: Glorot-uniform on ``W`` seen as the ``(F, H * Fh)``
+    matrix of one linear map (bound ``sqrt(6 / (F + H Fh))``) and on ``a_src``, ``a_dst`` seen as
+    ``(H, Fh)`` (bound ``sqrt(6 / (H + Fh))``); zero bias. Differences from ``GATConv``: PyG has
+    no input dropout (apply it before the layer), adds self-loops itself, and takes a sparse
+    ``edge_index``; the test suite checks equal outputs with copied weights.
     """
 
     def __init__(self, in_features: int, out_features: int, heads: int = 1, *, concat: bool = True,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, attn_dropout: float = 0.0) -> None:
         super().__init__()
         self.W = nn.Parameter(torch.empty(heads, in_features, out_features))
         self.a_src = nn.Parameter(torch.empty(heads, out_features))
         self.a_dst = nn.Parameter(torch.empty(heads, out_features))
         self.bias = nn.Parameter(torch.zeros(out_features * heads if concat else out_features))
-        for p in (self.W, self.a_src, self.a_dst):
-            nn.init.xavier_uniform_(p)
-        self.concat, self.dropout = concat, dropout
+        self.concat, self.dropout, self.attn_dropout = concat, dropout, attn_dropout
+        self.reset_parameters()
         self.last_alpha: torch.Tensor | None = None
+
+    def reset_parameters(self) -> None:
+        H, F_in, Fh = self.W.shape
+        bound = (6.0 / (F_in + H * Fh)) ** 0.5  # Glorot for the (F, H*Fh) linear map
+        nn.init.uniform_(self.W, -bound, bound)
+        for a in (self.a_src, self.a_dst):
+            nn.init.xavier_uniform_(a)  # a 2-D (H, Fh) tensor: bound sqrt(6 / (H + Fh)), as PyG
+        nn.init.zeros_(self.bias)
 
     def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         h = F.dropout(h, self.dropout, self.training)
-        out, alpha = gat_attention(h, adj, self.W, self.a_src, self.a_dst)  # (H, N, Fh), (H, N, N)
+        out, alpha = gat_attention(h, adj, self.W, self.a_src, self.a_dst, attn_dropout=self.attn_dropout,
+                                   training=self.training)  # (H, N, Fh), (H, N, N)
         self.last_alpha = alpha.detach()
         H, N, Fh = out.shape
         out = out.transpose(0, 1).reshape(N, H * Fh) if self.concat else out.mean(0)  # (N, H*Fh) or (N, Fh)
@@ -134,15 +168,19 @@ class UniformGraphLayer(nn.Module):
 class GraphNet(nn.Module):
     """Two graph layers with an ELU between: GAT (``kind="gat"``) or the uniform baseline.
 
-    ``forward(h (N, F), adj (N, N)) -> logits (N, classes)``.
+    ``forward(h (N, F), adj (N, N)) -> logits (N, classes)``. The GAT has ``heads`` heads of
+    ``hidden`` features in the first layer (concatenated) and one head in the output layer,
+    the paper's layout for Cora (8 heads of 8 features there); the baseline has one
+    uniform-weight layer of width ``hidden * heads`` instead. ``dropout`` on the inputs of both
+    layers, ``attn_dropout`` on GAT's coefficients.
     """
 
-    def __init__(self, in_features: int, hidden: int, classes: int, *, kind: str = "gat", heads: int = 4,
-                 dropout: float = 0.3) -> None:
+    def __init__(self, in_features: int, hidden: int, classes: int, *, kind: str = "gat", heads: int = 8,
+                 dropout: float = 0.6, attn_dropout: float = 0.6) -> None:
         super().__init__()
         if kind == "gat":
-            self.l1 = GATLayer(in_features, hidden, heads, concat=True, dropout=dropout)
-            self.l2 = GATLayer(hidden * heads, classes, 1, concat=False, dropout=dropout)
+            self.l1 = GATLayer(in_features, hidden, heads, concat=True, dropout=dropout, attn_dropout=attn_dropout)
+            self.l2 = GATLayer(hidden * heads, classes, 1, concat=False, dropout=dropout, attn_dropout=attn_dropout)
         elif kind == "uniform":
             self.l1 = UniformGraphLayer(in_features, hidden * heads, dropout=dropout)
             self.l2 = UniformGraphLayer(hidden * heads, classes, dropout=dropout)
@@ -188,7 +226,7 @@ def train_node_classifier(model: nn.Module, data: dict[str, torch.Tensor], *, ep
     """
     from tqdm.auto import trange
 
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     x, adj, y, tr = data["features"], data["adj"], data["labels"], data["train"]
     losses = []
     for _ in trange(epochs, desc=f"{getattr(model, 'kind', 'model')}", disable=not progress):
@@ -203,3 +241,25 @@ def train_node_classifier(model: nn.Module, data: dict[str, torch.Tensor], *, ep
         pred = model(x, adj).argmax(-1)
     acc = {name: (pred[data[name]] == y[data[name]]).float().mean().item() for name in ("train", "test")}
     return {"losses": losses, "train_acc": acc["train"], "test_acc": acc["test"], "pred": pred}
+
+
+GRAPH_MODELS = {"GAT, 1 head": {"kind": "gat", "heads": 1},
+                "GAT, 8 heads": {"kind": "gat", "heads": 8},
+                "uniform weights (GCN-style)": {"kind": "uniform", "heads": 8}}
+"""The karate-club models of *Attention everywhere*: name -> ``GraphNet`` keyword arguments."""
+
+
+def karate_run(name: str, split: int, *, epochs: int = 150, lr: float = 0.01) -> dict[str, object]:
+    """Train ``GRAPH_MODELS[name]`` (8 features per head) on ``karate_club(2, seed=split)``.
+
+    Seeds the initialisation with ``split``; returns ``train_node_classifier``'s dict plus the
+    ``"model"`` and the ``"data"``.
+    """
+    if name not in GRAPH_MODELS:
+        raise ValueError(f"name must be one of {list(GRAPH_MODELS)}; got {name!r}")
+    data = karate_club(n_labelled=2, seed=split)
+    torch.manual_seed(split)
+    model = GraphNet(data["features"].shape[1], 8, 2, **GRAPH_MODELS[name])
+    res = train_node_classifier(model, data, epochs=epochs, lr=lr, progress=False)
+    return {**res, "model": model, "data": data}
+

@@ -112,28 +112,104 @@ class NonLocalBlock(nn.Module):
         return self.W_z(y) + x  # z_i = W_z y_i + x_i
 
 
-class Denoiser(nn.Module):
-    """A small residual CNN denoiser, with or without a non-local block in the middle.
+class TokenNorm(nn.Module):
+    """Layer normalisation over the channels at every position: ``(B, C, H, W) -> (B, C, H, W)``."""
 
-    ``conv3x3 -> ReLU -> conv3x3 -> ReLU -> [NonLocalBlock] -> conv3x3 -> ReLU -> conv3x3``
-    predicts the noise, and the output is ``noisy - noise`` (``(B, 1, H, W)`` in and out). The
-    four 3x3 convolutions see a 9 x 9 window: the non-local block is the only way to use the
-    rest of the image.
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+
+
+class Denoiser(nn.Module):
+    """A small CNN denoiser with one token per ``patch x patch`` cell, with or without a non-local block.
+
+    ``conv3x3 -> ReLU -> conv PxP stride P`` makes one token per cell (a coarse ``(C, G, G)``
+    map), ``TokenNorm`` normalises each token, then the optional ``NonLocalBlock`` lets every
+    cell attend to every other, and ``ConvTranspose PxP stride P -> ReLU -> conv3x3`` draws the
+    clean image back. Without the block each output cell sees only its own cell and a
+    one-pixel rim: the block is the only way to reach the far-away copies of a cell.
+    ``(B, 1, G P, G P)`` in and out.
+
+    Differences from Wang et al.'s blocks (in ResNets, after batch-normalised features): the
+    tokens here are layer-normalised right before the block, so that the dot product
+    $\theta(x_i)^\top \\phi(x_j)$ compares patterns rather than brightness; no batch norm after
+    ``W_z`` (it starts at zero instead); no sub-sampling of ``phi`` and ``g``.
     """
 
-    def __init__(self, channels: int = 16, *, nonlocal_block: bool = True, inner: int | None = None) -> None:
+    def __init__(self, channels: int = 32, *, patch: int = 4, nonlocal_block: bool = True,
+                 inner: int | None = None) -> None:
         super().__init__()
+        self.patch = patch
         self.head = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
+                                  nn.Conv2d(channels, channels, patch, stride=patch), TokenNorm(channels))
         self.block = NonLocalBlock(channels, inner) if nonlocal_block else nn.Identity()
-        self.tail = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+        self.tail = nn.Sequential(nn.ConvTranspose2d(channels, channels, patch, stride=patch), nn.ReLU(),
                                   nn.Conv2d(channels, 1, 3, padding=1))
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         check_tensor("noisy", noisy, min_rank=4, shape="(B, 1, H, W)")
-        if noisy.dim() != 4 or noisy.shape[1] != 1:
-            raise ValueError(f"noisy must be (B, 1, H, W); got shape {shape_str(noisy)}")
-        return noisy - self.tail(self.block(self.head(noisy)))
+        if noisy.dim() != 4 or noisy.shape[1] != 1 or noisy.shape[-1] % self.patch or noisy.shape[-2] % self.patch:
+            raise ValueError(f"noisy must be (B, 1, H, W) with H and W multiples of patch={self.patch}; "
+                             f"got shape {shape_str(noisy)}")
+        return self.tail(self.block(self.head(noisy)))  # (B, 1, H, W)
+
+
+# ---- baselines for the repeated-patches task --------------------------------------------------
+
+def fit_shrinkage(noisy: torch.Tensor, clean: torch.Tensor) -> float:
+    r"""The best $\lambda$ of ``shrink`` on training images (least squares, closed form).
+
+    $\lambda = \sum (x - \bar x)(c - \bar x) / \sum (x - \bar x)^2$ with $\bar x$ each noisy
+    image's mean: one number learned from the data, no attention and no convolution.
+    """
+    m = noisy.mean(dim=(-2, -1), keepdim=True)  # (n, 1, 1, 1)
+    return float(((noisy - m) * (clean - m)).sum() / ((noisy - m) ** 2).sum())
+
+
+def shrink(noisy: torch.Tensor, lam: float) -> torch.Tensor:
+    r"""Shrink every pixel towards its image's mean: $\bar x + \lambda (x - \bar x)$."""
+    m = noisy.mean(dim=(-2, -1), keepdim=True)
+    return m + lam * (noisy - m)
+
+
+def oracle_copy_average(noisy: torch.Tensor, groups: torch.Tensor, patch: int) -> torch.Tensor:
+    """Average every cell with its true copies (``groups`` from ``repeated_patches``): the oracle.
+
+    ``attend`` with the known copy pattern as a bool mask and a constant score: the weights
+    ``1 / #copies`` a perfect content matcher would find. ``(n, 1, H, W)`` -> ``(n, 1, H, W)``.
+    """
+    from attnkit.datasets.patterns import cells, uncells
+
+    x = cells(noisy, patch)  # (n, G*G, P*P)
+    same = groups[:, :, None] == groups[:, None, :]  # (n, G*G, G*G): the true copies
+    out, _ = attend(x, x, x, score=lambda q, k: q.new_zeros(*q.shape[:-1], k.shape[-2]), mask=same)
+    return uncells(out, patch)
+
+
+def cell_nonlocal_means(noisy: torch.Tensor, patch: int, h2: float) -> torch.Tensor:
+    r"""Non-local means over whole cells, no training: $w_{ij} \propto e^{-\lVert P_i - P_j \rVert^2 / h^2}$.
+
+    ``attend(P, P, P, score="gaussian", temperature=h2)`` with ``P`` the flattened noisy cells:
+    the hand-made content matcher that the trained block is compared with.
+    """
+    from attnkit.datasets.patterns import cells, uncells
+
+    x = cells(noisy, patch)  # (n, G*G, P*P)
+    out, _ = attend(x, x, x, score="gaussian", temperature=h2)
+    return uncells(out, patch)
+
+
+def weight_on_copies(weights: torch.Tensor, groups: torch.Tensor) -> tuple[float, float]:
+    """``(mean weight a query cell puts on its copies (itself included), their share of the cells)``.
+
+    ``weights: (n, G*G, G*G)`` from a ``NonLocalBlock`` on the cell tokens; uniform weights put
+    exactly the share on the copies, a perfect matcher puts 1.
+    """
+    same = (groups[:, :, None] == groups[:, None, :]).to(weights.dtype)  # (n, G*G, G*G)
+    return float((weights * same).sum(-1).mean()), float(same.mean())
 
 
 def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *, steps: int = 300,
@@ -151,7 +227,7 @@ def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy and clean must have the same shape; got {shape_str(noisy)} and {shape_str(clean)}")
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / steps)
     losses = []
     model.train()
@@ -165,3 +241,29 @@ def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+def denoising_run(nonlocal_block: bool, *, steps: int = 600, seed: int = 0, n_train: int = 2048,
+                  noise: float = 0.2, lr: float = 5e-3, batch_size: int = 32,
+                  progress: bool = True) -> dict[str, object]:
+    """Train a ``Denoiser`` (32 channels) on ``repeated_patches``; returns the model, losses and test results.
+
+    Training images ``repeated_patches(n_train, noise=noise, seed=0)``, test images
+    ``repeated_patches(256, noise=noise, seed=1)`` (4 x 4 cells of 4 x 4 pixels, 4 motifs);
+    ``seed`` sets the initialisation and the batches. Returns ``{"model", "losses", "mse"`` (test),
+    ``"on_copies"``, ``"share"`` (``weight_on_copies`` of the block, ``None`` without one)``}``.
+    """
+    from attnkit.datasets.patterns import repeated_patches
+
+    train_noisy, train_clean, _ = repeated_patches(n_train, noise=noise, seed=0)
+    test_noisy, test_clean, test_groups = repeated_patches(256, noise=noise, seed=1)
+    torch.manual_seed(seed)
+    model = Denoiser(32, nonlocal_block=nonlocal_block)
+    losses = train_denoiser(model, train_noisy, train_clean, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                            progress=progress)
+    with torch.no_grad():
+        out = model(test_noisy)
+    on, share = weight_on_copies(model.block.last_weights, test_groups) if nonlocal_block else (None, None)
+    return {"model": model, "losses": losses, "mse": float(((out - test_clean) ** 2).mean()), "on_copies": on,
+            "share": share, "output": out}
+

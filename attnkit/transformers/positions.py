@@ -72,6 +72,12 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor | None = None, *, base
 
     so that ``apply_rotary(q)[m] . apply_rotary(k)[n]`` depends on ``m - n`` only.
     ``positions: (L,)`` defaults to ``0 .. L-1``. Returns a tensor of ``x``'s shape.
+
+    Convention: neighbouring pairs ``(x[2i], x[2i+1])``, as in the RoFormer paper and GPT-J.
+    GPT-NeoX and LLaMA-style code pair ``(x[i], x[i + d/2])`` with a ``rotate_half`` helper
+    (``attnkit.exercises.transformer.rotate_half_rotary``); the two agree after permuting
+    the coordinates (evens first, then odds), so weights trained under one need that
+    permutation of the query/key projections to work under the other.
     """
     check_tensor("x", x, min_rank=2, shape="(..., L, d)")
     L, d = x.shape[-2], x.shape[-1]

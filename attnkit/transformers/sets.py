@@ -23,7 +23,10 @@ import torch
 from torch import nn
 
 from attnkit._checks import check_tensor, shape_str
+from attnkit.datasets.sequences import set_max_task
+from attnkit.masks import padding_mask
 from attnkit.mha import MultiHeadAttention
+from attnkit.transformers.blocks import train_steps
 
 
 def _rff(d: int, hidden: int | None = None) -> nn.Sequential:
@@ -146,24 +149,88 @@ class SetTransformer(nn.Module):
         return self.out(self.pool(h, key_padding)[:, 0])  # (B, k=1, E) -> (B, n_outputs)
 
 
+POOLS = ("sum", "mean", "max", "attention")
+"""The poolings of ``DeepSets``: a sum (Zaheer et al.), a mean, a maximum, or PMA's attention."""
+
+
 class DeepSets(nn.Module):
-    r"""Deep Sets (Zaheer et al., 2017): $\rho(\sum_i \phi(x_i))$ over the real elements.
+    r"""Deep Sets (Zaheer et al., 2017): $\rho(\operatorname{pool}_i \phi(x_i))$ over the real elements.
 
     ``forward(x (B, N, d_in), key_padding (B, N) bool or None) -> (B, n_outputs)``.
+    ``pool="sum"`` is the paper's $\rho(\sum_i \phi(x_i))$; ``"mean"`` and ``"max"`` are the
+    other symmetric poolings the paper mentions; ``"attention"`` pools with one learned seed
+    query (a ``PMA``, Lee et al., 2019), i.e. a Set Transformer without its encoder. The
+    elements never interact before the pooling.
     """
 
-    def __init__(self, d_in: int, n_outputs: int, *, d_hidden: int = 64) -> None:
+    def __init__(self, d_in: int, n_outputs: int, *, d_hidden: int = 64, pool: str = "sum",
+                 n_heads: int = 4) -> None:
         super().__init__()
-        self.d_in = d_in
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}; got {pool!r}")
+        self.d_in, self.pool_kind = d_in, pool
         self.phi = nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_hidden), nn.ReLU())
+        self.pma = PMA(d_hidden, n_heads, 1) if pool == "attention" else None
         self.rho = nn.Sequential(nn.Linear(d_hidden, d_hidden), nn.ReLU(), nn.Linear(d_hidden, n_outputs))
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
         _check_set("x", x, self.d_in, key_padding)
         h = self.phi(x)  # (B, N, D)
-        if key_padding is not None:
-            h = h * key_padding[..., None]  # padding contributes nothing to the sum
-        return self.rho(h.sum(1))  # (B, n_outputs)
+        real = key_padding[..., None] if key_padding is not None else torch.ones_like(h[..., :1], dtype=torch.bool)
+        if self.pool_kind == "sum":
+            pooled = (h * real).sum(1)  # padding contributes nothing to the sum
+        elif self.pool_kind == "mean":
+            pooled = (h * real).sum(1) / real.sum(1).clamp_min(1)
+        elif self.pool_kind == "max":
+            # phi ends in a ReLU (h >= 0), so padding set to 0 never exceeds a real element
+            pooled = h.masked_fill(~real, 0.0).amax(1)
+        else:
+            pooled = self.pma(h, key_padding)[:, 0]  # (B, k=1, D) -> (B, D)
+        return self.rho(pooled)  # (B, n_outputs)
 
 
-__all__ = ["ISAB", "MAB", "PMA", "SAB", "DeepSets", "SetTransformer"]
+# ---- the set-maximum experiment of the Transformer chapter ------------------------------------
+
+SET_MODELS = {
+    "Set Transformer (ISAB + PMA)": ("set_transformer", {}),
+    "Deep Sets, sum pooling": ("deep_sets", {"pool": "sum"}),
+    "Deep Sets, mean pooling": ("deep_sets", {"pool": "mean"}),
+    "Deep Sets, max pooling": ("deep_sets", {"pool": "max"}),
+    "Deep Sets, attention pooling (PMA)": ("deep_sets", {"pool": "attention"}),
+}
+"""The set models of the Transformer chapter: name -> (kind, keyword arguments)."""
+
+
+def make_set_model(name: str) -> nn.Module:
+    """A fresh model of ``SET_MODELS`` (the chapter's sizes)."""
+    if name not in SET_MODELS:
+        raise ValueError(f"name must be one of {list(SET_MODELS)}; got {name!r}")
+    kind, kw = SET_MODELS[name]
+    if kind == "set_transformer":
+        return SetTransformer(1, 1, d_model=32, n_heads=4, n_layers=1, n_inducing=4)
+    return DeepSets(1, 1, d_hidden=64, **kw)
+
+
+def set_max_run(name: str, *, steps: int = 150, seed: int = 0) -> dict[str, object]:
+    """Train ``SET_MODELS[name]`` on the set maximum; returns losses, test MAE and the model.
+
+    Batches ``set_max_task(64, seed=1000 (seed + 1) + step)``, Adam lr 3e-3, clip 1.0, MSE; the
+    test set is ``set_max_task(1000, seed=99)``.
+    """
+
+    def loss(model: nn.Module, batch: tuple) -> torch.Tensor:
+        x, lengths, y = batch
+        return nn.functional.mse_loss(model(x, padding_mask(lengths, x.shape[1]))[:, 0], y)
+
+    torch.manual_seed(seed)
+    model = make_set_model(name)
+    losses = train_steps(model, lambda step: set_max_task(64, seed=1000 * (seed + 1) + step), loss, steps=steps,
+                         lr=3e-3, seed=seed, desc=name)
+    x, lengths, y = set_max_task(1000, seed=99)
+    with torch.no_grad():
+        mae = float((model(x, padding_mask(lengths, x.shape[1]))[:, 0] - y).abs().mean())
+    return {"losses": losses, "mae": mae, "model": model}
+
+
+__all__ = ["ISAB", "MAB", "PMA", "POOLS", "SAB", "SET_MODELS", "DeepSets", "SetTransformer", "make_set_model",
+           "set_max_run"]

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnkit.datasets.patterns import QUADRANTS, SHAPES, corrupt, digit_glyphs, shapes_dataset, tiled_textures
+from attnkit.datasets.patterns import (
+    QUADRANTS,
+    SHAPES,
+    cells,
+    corrupt,
+    digit_glyphs,
+    repeated_patches,
+    shapes_dataset,
+    tiled_textures,
+    uncells,
+)
 
 
 def test_tiled_textures_are_periodic_and_seeded() -> None:
@@ -63,3 +73,18 @@ def test_bad_input() -> None:
         corrupt(torch.ones(3), 0.1, mode="blur")
     with pytest.raises(TypeError, match="patterns"):
         corrupt(torch.ones(3, dtype=torch.long), 0.1)
+
+
+def test_repeated_patches_data() -> None:
+    noisy, clean, groups = repeated_patches(5, grid=4, patch=3, motifs=2, noise=0.0, seed=5)
+    assert clean.shape == (5, 1, 12, 12) and groups.shape == (5, 16) and torch.equal(noisy, clean)
+    assert (torch.bincount(groups[0], minlength=2) == 8).all()
+    x = cells(clean, 3)
+    for i in range(16):
+        for j in range(16):
+            assert torch.equal(x[0, i], x[0, j]) == bool(groups[0, i] == groups[0, j])
+    torch.testing.assert_close(repeated_patches(5, seed=5)[0], repeated_patches(5, seed=5)[0])
+    assert not torch.equal(repeated_patches(5, seed=6)[0], repeated_patches(5, seed=5)[0])
+    torch.testing.assert_close(uncells(cells(noisy, 3), 3), noisy)  # cells is a reshape, inverted
+    with pytest.raises(ValueError, match="must divide"):
+        repeated_patches(2, grid=3, motifs=2)

@@ -37,6 +37,10 @@ def test_scaling_experiment_shows_variance_d_and_saturation() -> None:
     torch.testing.assert_close(st_["var_scaled"], torch.ones(3), atol=0.15, rtol=0)
     assert st_["max_weight_dot"][-1] > 0.9 > st_["max_weight_scaled"][-1]  # saturated vs not
     assert st_["grad_dot"][-1] < 0.3 * st_["grad_scaled"][-1]  # the gradient vanishes without scaling
+    assert st_["saturated_dot"][-1] > 0.5 and st_["saturated_scaled"][-1] < 0.05
+    # the typical (median) row gets almost nothing at the query; the mean is misleading
+    assert st_["grad_q_median_dot"][-1] < 0.1 * st_["grad_q_median_scaled"][-1]
+    assert st_["grad_q_dot"][-1] > 10 * st_["grad_q_median_dot"][-1]
     with pytest.raises(ValueError, match="dims is empty"):
         scaling_experiment([])
 
@@ -92,6 +96,34 @@ def test_decoder_block_matches_torch_layer(norm: str) -> None:
     assert ours.self_weights.shape == (2, 2, 5, 5) and ours.cross_weights.shape == (2, 2, 5, 6)
     assert (ours.self_weights.triu(1) == 0).all()  # causal: no weight on the future
     assert (ours.cross_weights[1, :, :, 4:] == 0).all()  # padding: no weight on padded keys
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_encoder_stack_matches_torch_transformer_encoder(norm: str) -> None:
+    ours = TransformerEncoder(16, 4, 32, n_layers=3, norm=norm).double()
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm == "pre")
+    final = nn.LayerNorm(16) if norm == "pre" else None  # ours adds a final LayerNorm to a pre-norm stack
+    theirs = nn.TransformerEncoder(layer, 3, norm=final, enable_nested_tensor=False).double()
+    for mine, torch_layer in zip(ours.layers, theirs.layers, strict=True):
+        _copy_mha(mine.attn, torch_layer.self_attn)
+        _copy_ff_ln(mine, torch_layer, [("ln1", "norm1"), ("ln2", "norm2")])
+    if final is not None:
+        theirs.norm.load_state_dict(ours.final.state_dict())
+    theirs.eval()
+    x = torch.randn(2, 6, 16, dtype=torch.float64)
+    pad = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    torch.testing.assert_close(ours(x, pad)[pad], theirs(x, src_key_padding_mask=~pad)[pad])
+
+
+def test_train_steps_schedule_multiplies_the_rate() -> None:
+    model = nn.Linear(3, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    train_steps(model, lambda s: torch.randn(4, 3), lambda m, b: m(b).pow(2).mean(), steps=3,
+                schedule=lambda step: 0.0)
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    train_steps(model, lambda s: torch.randn(4, 3), lambda m, b: m(b).pow(2).mean(), steps=3,
+                schedule=lambda step: 1.0, clip=None, betas=(0.9, 0.98))
+    assert not all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
 
 
 def test_blocks_reject_bad_input() -> None:

@@ -53,12 +53,23 @@ def test_full_attention_2d_matches_sdpa() -> None:
 
 def test_danet_channel_attention_by_formula() -> None:
     x = torch.randn(2, 4, 3, 3, dtype=torch.float64)
-    out, w = danet_channel_attention(x)
     X = x.reshape(2, 4, 9)
     s = X @ X.transpose(1, 2)
-    a = torch.softmax(s.amax(-1, keepdim=True) - s, -1)  # DANet: softmax(max - energy)
+    # the paper's eq. (3): x_ji = exp(A_i . A_j) / sum_i exp(A_i . A_j)
+    out, w = danet_channel_attention(x)
+    a = torch.exp(s) / torch.exp(s).sum(-1, keepdim=True)
     torch.testing.assert_close(w, a)
     torch.testing.assert_close(out, (a @ X).reshape(2, 4, 3, 3))
+    # the authors' CAM_Module: softmax(max(energy) - energy), which is softmax(-energy)
+    out_c, w_c = danet_channel_attention(x, variant="code")
+    a_c = torch.softmax(s.amax(-1, keepdim=True) - s, -1)
+    torch.testing.assert_close(w_c, a_c)
+    torch.testing.assert_close(w_c, torch.softmax(-s, -1))
+    torch.testing.assert_close(out_c, (a_c @ X).reshape(2, 4, 3, 3))
+    # they disagree on which channel a channel attends to most: itself (paper) vs the least similar (code)
+    assert torch.equal(w.argmax(-1), s.argmax(-1)) and torch.equal(w_c.argmax(-1), s.argmin(-1))
+    with pytest.raises(ValueError, match="variant"):
+        danet_channel_attention(x, variant="official")
 
 
 def test_axial_attention_by_loops() -> None:

@@ -1,4 +1,5 @@
-"""The non-local block against explicit loops, its three modes, bad input and a short training run."""
+"""The non-local block against explicit loops, its three modes, the repeated-patches baselines, bad input and a
+short training run."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import math
 import pytest
 import torch
 
-from attnkit.datasets.patterns import tiled_textures
+from attnkit.datasets.patterns import cells, repeated_patches
 from attnkit.transformers.nonlocal_block import (
     Denoiser,
     NonLocalBlock,
+    cell_nonlocal_means,
+    fit_shrinkage,
     flatten_positions,
     nonlocal_attention,
+    oracle_copy_average,
+    shrink,
     train_denoiser,
+    weight_on_copies,
 )
 
 
@@ -88,13 +94,58 @@ def test_bad_input() -> None:
         NonLocalBlock(5)(t)
     with pytest.raises(ValueError, match="noisy"):
         Denoiser(4)(torch.randn(1, 2, 4, 4))
+    with pytest.raises(ValueError, match="multiples of patch=4"):
+        Denoiser(4)(torch.randn(1, 1, 6, 8))
     with pytest.raises(ValueError, match="same shape"):
         train_denoiser(Denoiser(4), t[:, :1], t[:, :1, :3], steps=1, progress=False)
 
 
 def test_short_training_reduces_the_loss(one_thread: None) -> None:
-    noisy, clean = tiled_textures(64, 8, noise=0.5, seed=0)
+    noisy, clean, _ = repeated_patches(64, grid=2, patch=4, motifs=2, noise=0.3, seed=0)
     torch.manual_seed(0)
     model = Denoiser(8, nonlocal_block=True)
     losses = train_denoiser(model, noisy, clean, steps=40, batch_size=16, lr=5e-3, progress=False)
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    assert model(noisy[:3]).shape == (3, 1, 8, 8) and model.block.last_weights.shape == (3, 4, 4)
+
+
+# ---- the repeated-patches task and its baselines ----------------------------------------------
+
+
+def test_oracle_averages_the_true_copies_by_a_loop() -> None:
+    noisy, clean, groups = repeated_patches(3, grid=4, patch=2, motifs=4, noise=0.5, seed=1)
+    out = cells(oracle_copy_average(noisy, groups, 2), 2)  # (3, 16, 4)
+    x = cells(noisy, 2)
+    for b in range(3):
+        for i in range(16):
+            copies = [j for j in range(16) if groups[b, j] == groups[b, i]]
+            assert len(copies) == 4
+            torch.testing.assert_close(out[b, i], x[b, copies].mean(0))
+    # averaging 4 copies of independent noise divides its variance by 4
+    assert ((oracle_copy_average(noisy, groups, 2) - clean) ** 2).mean() < 0.5 * ((noisy - clean) ** 2).mean()
+
+
+def test_cell_nonlocal_means_is_a_gaussian_softmax_over_cells() -> None:
+    noisy, _, _ = repeated_patches(2, grid=3, patch=3, motifs=3, noise=0.2, seed=2)
+    x = cells(noisy, 3).double()
+    d2 = ((x[:, :, None] - x[:, None]) ** 2).sum(-1)  # (2, 9, 9)
+    w = torch.softmax(-d2 / 0.5, -1)
+    torch.testing.assert_close(cells(cell_nonlocal_means(noisy.double(), 3, 0.5), 3), w @ x)
+
+
+def test_shrinkage_fit_is_least_squares() -> None:
+    noisy, clean, _ = repeated_patches(50, noise=0.3, seed=3)
+    lam = fit_shrinkage(noisy, clean)
+    best = ((shrink(noisy, lam) - clean) ** 2).mean()
+    for other in (lam - 0.05, lam + 0.05):
+        assert best < ((shrink(noisy, other) - clean) ** 2).mean()
+    assert 0 < lam < 1
+
+
+def test_weight_on_copies() -> None:
+    _, _, groups = repeated_patches(2, grid=4, motifs=4, seed=4)
+    uniform = torch.full((2, 16, 16), 1 / 16)
+    on, share = weight_on_copies(uniform, groups)
+    assert math.isclose(on, share) and math.isclose(share, 0.25)
+    same = (groups[:, :, None] == groups[:, None, :]).float()
+    assert math.isclose(weight_on_copies(same / same.sum(-1, keepdim=True), groups)[0], 1.0, rel_tol=1e-6)

@@ -88,3 +88,15 @@ def test_short_training_run_reduces_the_loss() -> None:
     with torch.no_grad():
         after = reasoning_loss(model, test).item()
     assert after < 0.8 * before
+
+
+def test_relational_run_is_seeded() -> None:
+    from attnkit.transformers.relational import REASONERS, relational_run
+
+    assert list(REASONERS) == ["relation network", "MLP on all objects", "self-attention"]
+    a = relational_run("MLP on all objects", steps=5, seed=2)
+    b = relational_run("MLP on all objects", steps=5, seed=2)
+    assert len(a["accuracy"]) == 3 and a["accuracy"] == b["accuracy"] and len(a["losses"]) == 5
+    with pytest.raises(ValueError, match="name must be one of"):
+        relational_run("transformer", steps=1)
+

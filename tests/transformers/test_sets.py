@@ -11,7 +11,18 @@ from torch import nn
 from attnkit.datasets.sequences import set_max_task
 from attnkit.masks import padding_mask
 from attnkit.transformers.blocks import train_steps
-from attnkit.transformers.sets import ISAB, MAB, PMA, SAB, DeepSets, SetTransformer
+from attnkit.transformers.sets import (
+    ISAB,
+    MAB,
+    PMA,
+    POOLS,
+    SAB,
+    SET_MODELS,
+    DeepSets,
+    SetTransformer,
+    make_set_model,
+    set_max_run,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -59,7 +70,7 @@ def test_pma_and_set_transformer_are_permutation_invariant(seed: int) -> None:
 
 
 @pytest.mark.parametrize("model", [SetTransformer(1, 2, d_model=16, n_inducing=3), SetTransformer(1, 2, encoder="sab"),
-                                   DeepSets(1, 2)])
+                                   *(DeepSets(1, 2, d_hidden=16, pool=p) for p in POOLS)])
 def test_padding_elements_are_ignored(model: nn.Module) -> None:
     x = torch.rand(3, 7, 1)
     lengths = torch.tensor([7, 4, 2])
@@ -69,6 +80,40 @@ def test_padding_elements_are_ignored(model: nn.Module) -> None:
     torch.testing.assert_close(model(x, pad), model(x2, pad))
     # a set alone equals the same set padded inside a batch
     torch.testing.assert_close(model(x[1:2, :4]), model(x, pad)[1:2])
+
+
+def test_deep_sets_poolings_by_formula() -> None:
+    x = torch.randn(3, 6, 2, dtype=torch.float64)
+    pad = padding_mask([6, 3, 1], 6)
+    for pool in ("sum", "mean", "max"):
+        torch.manual_seed(0)
+        model = DeepSets(2, 1, d_hidden=8, pool=pool).double()
+        h = model.phi(x)  # (B, N, D)
+        rows = []
+        for b, n in enumerate([6, 3, 1]):
+            hb = h[b, :n]
+            rows.append({"sum": hb.sum(0), "mean": hb.mean(0), "max": hb.amax(0)}[pool])
+        torch.testing.assert_close(model(x, pad), model.rho(torch.stack(rows)))
+    torch.manual_seed(0)
+    model = DeepSets(2, 1, d_hidden=8, pool="attention", n_heads=2).double()
+    torch.testing.assert_close(model(x, pad), model.rho(model.pma(model.phi(x), pad)[:, 0]))
+    perm = torch.randperm(6)
+    torch.testing.assert_close(model(x[:, perm]), model(x))
+    with pytest.raises(ValueError, match="pool must be one of"):
+        DeepSets(2, 1, pool="median")
+
+
+def test_set_models_of_the_chapter() -> None:
+    assert set(SET_MODELS) == {"Set Transformer (ISAB + PMA)", "Deep Sets, sum pooling", "Deep Sets, mean pooling",
+                               "Deep Sets, max pooling", "Deep Sets, attention pooling (PMA)"}
+    assert isinstance(make_set_model("Set Transformer (ISAB + PMA)"), SetTransformer)
+    assert make_set_model("Deep Sets, max pooling").pool_kind == "max"
+    with pytest.raises(ValueError, match="name must be one of"):
+        make_set_model("Deep Sets")
+    run = set_max_run("Deep Sets, max pooling", steps=30, seed=1)
+    assert len(run["losses"]) == 30 and run["losses"][-1] < run["losses"][0] and 0 < run["mae"] < 0.5
+    again = set_max_run("Deep Sets, max pooling", steps=30, seed=1)
+    assert again["mae"] == run["mae"]  # seeded: the chapter and the record agree
 
 
 def test_shapes() -> None:
