@@ -85,10 +85,12 @@ def _bwd_tiles(dk, dv, k, v, Q, DO, dq_ptr, lse_ptr, delta_ptr, b, h, sqb, sqh, 
         else:
             lse = tl.load(lse_ptr + offs_m)
             delta = tl.load(delta_ptr + offs_m)
-        # GEMM 1: s^T = k q^T (BLOCK_N, BLOCK_M); p^T = exp(s^T scale - lse) = exp2(s^T qk_scale - lse log2 e)
+        # GEMM 1: s^T = k q^T (BLOCK_N, BLOCK_M);
+        #         p^T = exp(s^T scale - lse) = exp2(s^T qk_scale - lse log2 e)
         sT = tl.dot(k, tl.trans(q), input_precision=PRECISION)
         pT = tl.exp2(sT * qk_scale - lse[None, :] * 1.4426950408889634)
-        if MASKED:  # causal diagonal, rows past Lq, keys past Lk (rows with no key have lse = -inf: masked here)
+        if MASKED:  # causal diagonal, rows past Lq, keys past Lk
+            #         (rows with no key have lse = -inf: masked here)
             keep = (offs_m[None, :] < Lq) & (offs_n[:, None] < Lk)
             if CAUSAL:
                 keep = keep & (offs_n[:, None] <= offs_m[None, :] + diag)
@@ -100,7 +102,8 @@ def _bwd_tiles(dk, dv, k, v, Q, DO, dq_ptr, lse_ptr, delta_ptr, b, h, sqb, sqh, 
         dsT = (pT * (dpT - delta[None, :])).to(q.dtype)
         # GEMM 4: dk += ds^T q   (the softmax scale is applied once, in the epilogue)
         dk = tl.dot(dsT, q, dk, input_precision=PRECISION)
-        # GEMM 5: this tile's share of dq = ds k, added in float32 (scaled in _bwd_dq_convert)
+        # GEMM 5: this tile's share of dq = ds k, added in float32
+        #         (scaled in _bwd_dq_convert)
         dq = tl.dot(tl.trans(dsT), k, input_precision=PRECISION)
         dq_ptrs = dq_ptr + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
         if MASKED or HEAD_DIM != BLOCK_D:

@@ -55,17 +55,21 @@ def _load_tile(ptrs, rows_ok, cols_ok, CHECK_ROWS: tl.constexpr, CHECK_COLS: tl.
 
 
 @triton.jit
-def _load_rows(X, b, h, row0, sb, sh, sr, n_rows, BLOCK_R: tl.constexpr, HEAD_DIM: tl.constexpr,
-               BLOCK_D: tl.constexpr, CHECK_ROWS: tl.constexpr, TMA: tl.constexpr):
-    """Rows ``[row0, row0 + BLOCK_R)`` of the ``(b, h)`` slice of ``X``: ``(BLOCK_R, BLOCK_D)``, zero past ``n_rows``
-    and past ``HEAD_DIM``. ``X`` is a 4-D TMA descriptor (``TMA``) or a pointer with strides ``sb, sh, sr``."""
+def _load_rows(X, b, h, row0, sb, sh, sr, n_rows, BLOCK_R: tl.constexpr,
+               HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CHECK_ROWS: tl.constexpr,
+               TMA: tl.constexpr):
+    """Rows ``[row0, row0 + BLOCK_R)`` of the ``(b, h)`` slice of ``X``:
+    ``(BLOCK_R, BLOCK_D)``, zero past ``n_rows`` and past ``HEAD_DIM``. ``X`` is a 4-D
+    TMA descriptor (``TMA``) or a pointer with strides ``sb, sh, sr``."""
     if TMA:
         x = X.load([b, h, row0, 0]).reshape(BLOCK_R, BLOCK_D)
     else:
         offs_r = row0 + tl.arange(0, BLOCK_R)
         offs_d = tl.arange(0, BLOCK_D)
-        ptrs = X + b.to(tl.int64) * sb + h.to(tl.int64) * sh + offs_r[:, None] * sr + offs_d[None, :]
-        x = _load_tile(ptrs, offs_r[:, None] < n_rows, offs_d[None, :] < HEAD_DIM, CHECK_ROWS, HEAD_DIM != BLOCK_D)
+        ptrs = (X + b.to(tl.int64) * sb + h.to(tl.int64) * sh
+                + offs_r[:, None] * sr + offs_d[None, :])
+        x = _load_tile(ptrs, offs_r[:, None] < n_rows, offs_d[None, :] < HEAD_DIM,
+                       CHECK_ROWS, HEAD_DIM != BLOCK_D)
     return x
 
 
@@ -91,23 +95,29 @@ def _fwd_tiles(acc, l_i, m_i, q, K, V, b, hk, skb, skh, skn, svb, svh, svn, offs
     offs_n = tl.arange(0, BLOCK_N)
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
-        k = _load_rows(K, b, hk, start_n, skb, skh, skn, Lk, BLOCK_N, HEAD_DIM, BLOCK_D, MASKED, TMA)  # (BLOCK_N, d)
-        v = _load_rows(V, b, hk, start_n, svb, svh, svn, Lk, BLOCK_N, HEAD_DIM, BLOCK_D, MASKED, TMA)  # (BLOCK_N, d)
-        # raw scores q k^T: (BLOCK_M, BLOCK_N); in log2 units they are s * qk_scale (qk_scale = scale * log2 e)
+        # k, v: (BLOCK_N, d)
+        k = _load_rows(K, b, hk, start_n, skb, skh, skn, Lk, BLOCK_N, HEAD_DIM, BLOCK_D,
+                       MASKED, TMA)
+        v = _load_rows(V, b, hk, start_n, svb, svh, svn, Lk, BLOCK_N, HEAD_DIM, BLOCK_D,
+                       MASKED, TMA)
+        # raw scores q k^T: (BLOCK_M, BLOCK_N); in log2 units they are s * qk_scale
+        # (qk_scale = scale * log2 e)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         if MASKED:
             keep = cols[None, :] < Lk
             if CAUSAL:  # bottom-right: query i sees keys j <= i + diag, diag = Lk - Lq
                 keep = keep & (cols[None, :] <= offs_m[:, None] + diag)
             s = tl.where(keep, s, float("-inf"))
-        # -- update m_i and l_i: m_new = max(m_i, rowmax s); l_i = l_i * 2^(m_i - m_new) + rowsum p
-        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)    # scale the row max, not the whole tile
-        if MASKED:  # a row that has seen no key keeps m = -inf: use 0 in the exponents (2^-inf = 0, not NaN)
+        # -- update m_i and l_i: m_new = max(m_i, rowmax s);
+        #    l_i = l_i * 2^(m_i - m_new) + rowsum p
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)  # scales the row max only
+        if MASKED:  # a row that has seen no key keeps m = -inf: use 0 in the exponents
+            #         (2^-inf = 0, not NaN)
             m_exp = tl.where(m_new == float("-inf"), 0.0, m_new)
         else:
             m_exp = m_new
         alpha = tl.exp2(m_i - m_exp)
-        p = tl.exp2(s * qk_scale - m_exp[:, None])          # one fused multiply-add per score
+        p = tl.exp2(s * qk_scale - m_exp[:, None])  # one fused multiply-add per score
         l_i = l_i * alpha + tl.sum(p, 1)
         # -- rescale acc and add p v
         acc = acc * alpha[:, None]
@@ -122,42 +132,55 @@ def _attn_fwd(Q, K, V, O, LSE,
               H, GROUP, Lq, Lk, qk_scale, LQ_BUCKET, LK_BUCKET,
               HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               CAUSAL: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
-    # LQ_BUCKET, LK_BUCKET (next powers of two of Lq, Lk) are unused here: the autotuner keys on them
-    # -- phase 0: which tile this program owns: query rows [start_m*BLOCK_M, +BLOCK_M) of one (batch, head)
-    if CAUSAL:  # tile costs grow along the diagonal: launch the longest first, so the short ones fill the tail
+    # LQ_BUCKET, LK_BUCKET (next powers of two of Lq, Lk) are unused here: the
+    # autotuner keys on them
+    # -- phase 0: which tile this program owns: query rows [start_m*BLOCK_M, +BLOCK_M)
+    #    of one (batch, head)
+    if CAUSAL:  # tile costs grow along the diagonal: launch the longest first, so the
+        #         short ones fill the tail
         start_m = tl.num_programs(0) - 1 - tl.program_id(0)
     else:
         start_m = tl.program_id(0)
     off_h = tl.program_id(1)                          # query head
     off_b = tl.program_id(2)
-    off_hk = off_h // GROUP                           # its K/V head (GQA / MQA: shared by GROUP query heads)
+    off_hk = off_h // GROUP     # its K/V head (GQA / MQA: shared by GROUP query heads)
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     # -- phase 1: load q: stays on chip; m_i, l_i, acc live in registers
-    q = _load_rows(Q, off_b, off_h, start_m * BLOCK_M, sqb, sqh, sqm, Lq, BLOCK_M, HEAD_DIM, BLOCK_D, True, TMA)
-    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)   # running max (log2 units)
-    l_i = tl.zeros([BLOCK_M], tl.float32)                 # running sum of exp2(s - m_i)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)        # running sum of exp2(s - m_i) v
-    # key blocks [0, full) need no mask; [full, hi) straddle the diagonal or the ragged end of Lk.
-    # causal: query i sees keys j <= i + diag; key blocks past the tile's last row's limit are never loaded
+    q = _load_rows(Q, off_b, off_h, start_m * BLOCK_M, sqb, sqh, sqm, Lq, BLOCK_M,
+                   HEAD_DIM, BLOCK_D, True, TMA)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running max (log2 units)
+    l_i = tl.zeros([BLOCK_M], tl.float32)                # running sum of exp2(s - m_i)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)       # ... of exp2(s - m_i) v
+    # key blocks [0, full) need no mask; [full, hi) straddle the diagonal or the ragged
+    # end of Lk. causal: query i sees keys j <= i + diag; key blocks past the tile's
+    # last row's limit are never loaded
     diag = Lk - Lq
     if CAUSAL:
-        first = start_m * BLOCK_M + diag + 1          # keys [0, first) are visible to every row of the tile
-        full = tl.maximum(tl.minimum(first // BLOCK_N * BLOCK_N, Lk // BLOCK_N * BLOCK_N), 0)
+        # keys [0, first) are visible to every row of the tile
+        first = start_m * BLOCK_M + diag + 1
+        full = tl.maximum(tl.minimum(first // BLOCK_N * BLOCK_N,
+                                     Lk // BLOCK_N * BLOCK_N), 0)
         hi = tl.maximum(tl.minimum(first - 1 + BLOCK_M, Lk), 0)
     else:
         full = Lk // BLOCK_N * BLOCK_N
         hi = Lk
     # -- phase 2: stream key/value blocks through SRAM, the unmasked ones first
-    acc, l_i, m_i = _fwd_tiles(acc, l_i, m_i, q, K, V, off_b, off_hk, skb, skh, skn, svb, svh, svn, offs_m,
-                               0, full, Lk, diag, qk_scale, HEAD_DIM, BLOCK_D, BLOCK_N, False, CAUSAL, PRECISION, TMA)
-    acc, l_i, m_i = _fwd_tiles(acc, l_i, m_i, q, K, V, off_b, off_hk, skb, skh, skn, svb, svh, svn, offs_m,
-                               full, hi, Lk, diag, qk_scale, HEAD_DIM, BLOCK_D, BLOCK_N, True, CAUSAL, PRECISION, TMA)
+    acc, l_i, m_i = _fwd_tiles(acc, l_i, m_i, q, K, V, off_b, off_hk, skb, skh, skn,
+                               svb, svh, svn, offs_m, 0, full, Lk, diag, qk_scale,
+                               HEAD_DIM, BLOCK_D, BLOCK_N, False, CAUSAL, PRECISION,
+                               TMA)
+    acc, l_i, m_i = _fwd_tiles(acc, l_i, m_i, q, K, V, off_b, off_hk, skb, skh, skn,
+                               svb, svh, svn, offs_m, full, hi, Lk, diag, qk_scale,
+                               HEAD_DIM, BLOCK_D, BLOCK_N, True, CAUSAL, PRECISION,
+                               TMA)
     # -- epilogue: o = acc / l_i; lse = (m_i + log2 l_i) * ln 2, in natural units.
-    # A row that saw no key (causal, i + diag < 0) has l_i = 0 and acc = 0: o = 0, lse = -inf
+    # A row that saw no key (causal, i + diag < 0) has l_i = 0 and acc = 0:
+    # o = 0, lse = -inf
     empty = l_i == 0.0
     l_i = tl.where(empty, 1.0, l_i)
     acc = acc / l_i[:, None]
-    _store_rows(O, acc, off_b, off_h, start_m * BLOCK_M, sob, soh, som, Lq, BLOCK_M, HEAD_DIM, BLOCK_D, TMA)
+    _store_rows(O, acc, off_b, off_h, start_m * BLOCK_M, sob, soh, som, Lq, BLOCK_M,
+                HEAD_DIM, BLOCK_D, TMA)
     lse = tl.where(empty, float("-inf"), (m_i + tl.log2(l_i)) * 0.6931471805599453)
     row0 = (off_b.to(tl.int64) * H + off_h) * Lq
     tl.store(LSE + row0 + offs_m, lse, mask=offs_m < Lq)

@@ -52,11 +52,12 @@ def _empty_safe(m: np.ndarray) -> np.ndarray:
 
 
 def online_softmax_stats(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """One pass over column blocks ``(..., Bc)`` of a row of scores; returns ``(m_i, l_i)``.
+    """One pass over column blocks ``(..., Bc)`` of a row of scores: ``(m_i, l_i)``.
 
-    Equivalent to ``m = x.max(-1); l = exp(x - m[..., None]).sum(-1)`` on the concatenated
-    blocks, but each block is read once and then forgotten. A row whose entries are all
-    ``-inf`` (fully masked) gives ``m_i = -inf`` and ``l_i = 0``, never NaN.
+    Equivalent to ``m = x.max(-1); l = exp(x - m[..., None]).sum(-1)`` on the
+    concatenated blocks, but each block is read once and then forgotten. A row whose
+    entries are all ``-inf`` (fully masked) gives ``m_i = -inf`` and ``l_i = 0``, never
+    NaN.
     """
     m_i = l_i = None
     for s in blocks:
@@ -162,23 +163,23 @@ def flash_forward_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool =
     for i0 in range(0, n, block_m):
         i1 = min(i0 + block_m, n)
         # load q: stays in SRAM for the whole inner loop
-        q_blk = c.read("Q", q[..., i0:i1, :])                          # (..., Bm, d)
-        m_i = np.full(q_blk.shape[:-1], -np.inf)                        # running max
-        l_i = np.zeros(q_blk.shape[:-1])                                # running sum
-        acc = np.zeros(q_blk.shape)                                     # unnormalised output
-        hi = i1 if causal else n                                        # causal: keys j <= i only
+        q_blk = c.read("Q", q[..., i0:i1, :])            # (..., Bm, d)
+        m_i = np.full(q_blk.shape[:-1], -np.inf)          # running max
+        l_i = np.zeros(q_blk.shape[:-1])                  # running sum
+        acc = np.zeros(q_blk.shape)                       # unnormalised output
+        hi = i1 if causal else n                          # causal: keys j <= i only
         for j0 in range(0, hi, block_n):
             j1 = min(j0 + block_n, n)
-            k_blk = c.read("K", k[..., j0:j1, :])                      # (..., Bn, d)
-            v_blk = c.read("V", v[..., j0:j1, :])                      # (..., Bn, d)
+            k_blk = c.read("K", k[..., j0:j1, :])                  # (..., Bn, d)
+            v_blk = c.read("V", v[..., j0:j1, :])                  # (..., Bn, d)
             # s = q k^T * scale, masked above the diagonal
-            s = q_blk @ np.swapaxes(k_blk, -1, -2) * scale              # (..., Bm, Bn)
+            s = q_blk @ np.swapaxes(k_blk, -1, -2) * scale         # (..., Bm, Bn)
             if causal and j1 > i0:
                 rows, cols = np.arange(i0, i1)[:, None], np.arange(j0, j1)[None, :]
                 s = np.where(cols <= rows, s, -np.inf)
             # update m_i and l_i, rescale acc
             m_new = np.maximum(m_i, s.max(-1))
-            alpha = np.exp(m_i - m_new)                                 # exp(-inf) = 0 on the first block
+            alpha = np.exp(m_i - m_new)            # exp(-inf) = 0 on the first block
             p = np.exp(s - m_new[..., None])
             l_i = l_i * alpha + p.sum(-1)
             acc = acc * alpha[..., None] + p @ v_blk
