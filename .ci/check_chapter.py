@@ -43,6 +43,7 @@ def main(chapters: list[str]) -> int:
         "      - file: chapters/how-to-use\n      - file: chapters/what-is-attention\n"
         + (f"  - caption: Checked\n    chapters:\n{checked}" if extra else "")
         + "  - caption: Reference\n    chapters:\n      - file: chapters/reference/api\n"
+        "      - file: chapters/reference/conventions\n"
         "      - file: chapters/reference/bibliography\n      - file: chapters/reference/execution\n"
     )
     jb = shutil.which("jupyter-book", path=str(ROOT / ".venv" / "bin")) or "jupyter-book"

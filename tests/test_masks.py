@@ -34,7 +34,7 @@ def test_mask_errors() -> None:
         causal_mask(-1)
     with pytest.raises(ValueError, match="lengths must be non-negative"):
         padding_mask([2, -1])
-    with pytest.raises(ValueError, match="max_len=2 is shorter than the longest length 3"):
+    with pytest.raises(ValueError, match="max_len=2 is shorter than the longest of lengths, 3"):
         padding_mask([3, 1], max_len=2)
     with pytest.raises(ValueError, match=r"pad must be \(B, Lk\)"):
         key_mask(torch.ones(3, dtype=torch.bool))

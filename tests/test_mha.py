@@ -48,3 +48,58 @@ def test_errors() -> None:
         mha(torch.randn(2, 5, 6))
     with pytest.raises(TypeError, match="mask must be bool"):
         mha(torch.randn(2, 5, 8), mask=torch.zeros(5, 5))
+
+
+def test_attention_dropout_matches_torch_with_the_same_seed() -> None:
+    mha = MultiHeadAttention(16, 4, dropout=0.3).double()
+    ref = _copy_into_torch(mha)
+    ref.dropout = 0.3
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    torch.manual_seed(5)
+    out, w = mha(x)
+    torch.manual_seed(5)
+    ref_out, _ = ref(x, x, x, average_attn_weights=False)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 5, dtype=torch.float64))  # before dropout
+    mha.eval()
+    ref.eval()
+    torch.testing.assert_close(mha(x)[0], ref(x, x, x)[0])  # no dropout in eval mode
+    assert MultiHeadAttention(8, 2).dropout.p == 0.0  # default, like nn.MultiheadAttention
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"embed_dim": 8, "num_heads": 0}, ValueError, "num_heads must be a positive int; got 0"),
+    ({"embed_dim": 0, "num_heads": 1}, ValueError, "embed_dim must be a positive int; got 0"),
+    ({"embed_dim": 8, "num_heads": -2}, ValueError, "num_heads must be a positive int; got -2"),
+    ({"embed_dim": -8, "num_heads": 2}, ValueError, "embed_dim must be a positive int; got -8"),
+    ({"embed_dim": 8.0, "num_heads": 2}, TypeError, "embed_dim must be a positive int; got float"),
+    ({"embed_dim": 8, "num_heads": 2, "score": "foo"}, ValueError, "score must be one of"),
+    ({"embed_dim": 8, "num_heads": 2, "normalize": "softmin"}, ValueError, "normalize must be one of"),
+    ({"embed_dim": 8, "num_heads": 2, "dropout": 1.0}, ValueError, r"dropout must be a probability in \[0, 1\)"),
+    ({"embed_dim": 8, "num_heads": 2, "dropout": -0.1}, ValueError, "dropout must be a finite non-negative"),
+])
+def test_constructor_refuses_nonsense(kwargs, exc, match) -> None:
+    with pytest.raises(exc, match=match):
+        MultiHeadAttention(**kwargs)
+
+
+def test_forward_errors_name_the_argument() -> None:
+    mha = MultiHeadAttention(8, 2)
+    x = torch.randn(2, 5, 8)
+    with pytest.raises(TypeError, match="query must have the module's dtype"):
+        mha(x.double())
+    with pytest.raises(ValueError, match="key_padding must be bool"):
+        mha(x, key_padding=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask of shape \(4, 4\) does not broadcast"):
+        mha(x, mask=causal_mask(4))
+    with pytest.raises(ValueError, match="one batch size B"):
+        mha(x, torch.randn(3, 5, 8))
+
+
+def test_half_precision_module_matches_float32() -> None:
+    mha = MultiHeadAttention(64, 4)
+    x = torch.randn(2, 6, 64) * 4
+    ref, _ = mha(x)
+    out, w = mha.half()(x.half())
+    assert out.dtype == w.dtype == torch.float16
+    torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)

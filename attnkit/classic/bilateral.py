@@ -15,13 +15,26 @@ additive float mask $-\lVert p_i - p_j\rVert^2 / (2\sigma_s^2)$ (``-inf`` for ne
 the image, which therefore get weight 0). With $\sigma_r \to \infty$ it is a Gaussian blur.
 
 Shapes: ``image: (H, W)``; ``n`` query pixels per chunk, ``K = (2r+1)^2`` keys per query.
+
+Against the peers (the book's *Conventions* page; ``tests/test_conventions.py`` checks both):
+
+- OpenCV's ``cv2.bilateralFilter(src, d, sigmaColor, sigmaSpace)`` uses the same two Gaussians
+  (``sigmaColor`` is our ``sigma_range``, ``sigmaSpace`` our ``sigma_space``) but a **disc** of
+  radius ``d // 2`` instead of our square of radius ``radius``, and pads the border by
+  reflection (``BORDER_REFLECT_101``) where we leave outside pixels out and renormalise. It
+  equals ``attend`` over the disc offsets of the reflect-padded image.
+- scikit-image's ``denoise_bilateral(image, win_size, sigma_color, sigma_spatial)`` has our
+  square window (``win_size = 2 * radius + 1``) and the same range Gaussian, but pads with
+  ``mode`` (default a constant 0 that takes part) and, in version 0.26, builds its spatial
+  lookup table on a grid one offset too wide, so its spatial kernel is not the symmetric
+  Gaussian; only the interior with near-uniform spatial weights agrees exactly.
 """
 
 from __future__ import annotations
 
 import torch
 
-from attnkit._checks import check_positive
+from attnkit._checks import check_positive, check_size_fits
 from attnkit.classic.images import check_image, check_positive_int, check_radius, sliding_windows, window_offsets
 from attnkit.core import attend
 
@@ -30,6 +43,7 @@ _CHUNK_ELEMENTS = 1 << 22  # about 4M window entries (16 MB in float32) per chun
 
 def spatial_log_weights(radius: int, sigma_space: float, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""The spatial term $-\lVert p_i - p_j\rVert^2 / (2\sigma_s^2)$ for the ``K`` offsets: ``(K,)``."""
+    check_positive("sigma_space", sigma_space)
     off = window_offsets(radius, dtype=dtype)  # (K, 2)
     return -(off**2).sum(-1) / (2 * sigma_space**2)
 
@@ -67,7 +81,8 @@ def bilateral_filter(image: torch.Tensor, radius: int, sigma_space: float, sigma
     Args:
         image: float grayscale image ``(H, W)``.
         radius: window half-width ``r >= 0``; the window is ``(2r+1) x (2r+1)`` (about
-            ``2 * sigma_space`` is enough).
+            ``2 * sigma_space`` is enough). A radius above ``max(H, W) - 1`` is clamped to it,
+            which changes nothing (the extra window pixels lie outside the image).
         sigma_space: spatial bandwidth in pixels (> 0).
         sigma_range: intensity bandwidth in image units (> 0): differences much larger than it
             (edges) get almost no weight.
@@ -82,6 +97,8 @@ def bilateral_filter(image: torch.Tensor, radius: int, sigma_space: float, sigma
     """
     _check_args(image, radius, sigma_space, sigma_range)
     H, W = image.shape
+    # a window wider than the image adds only masked (outside) pixels: same result, less memory
+    radius = min(radius, max(H, W) - 1)
     K = (2 * radius + 1) ** 2
     step = max(1, _CHUNK_ELEMENTS // (W * K)) if chunk_rows is None else check_positive_int("chunk_rows", chunk_rows)
     rows = [_bilateral_rows(image, radius, sigma_space, sigma_range, a, min(a + step, H))[0]
@@ -95,12 +112,18 @@ def bilateral_weights(image: torch.Tensor, row: int, col: int, radius: int, sigm
 
     Entry ``[r + dy, r + dx]`` is the weight of pixel ``(row + dy, col + dx)``; it is 0 outside
     the image. The map sums to 1 and ``bilateral_filter(image, ...)[row, col]`` equals
-    ``(bilateral_weights(...) * window).sum()``.
+    ``(bilateral_weights(...) * window).sum()``. ``radius`` may exceed the image (the extra
+    entries are 0) up to 2047, a map of at most 2^24 entries; larger radii are refused.
     """
     _check_args(image, radius, sigma_space, sigma_range)
     H, W = image.shape
+    # the map has (2r+1)^2 entries: refuse maps beyond 2^24 entries (r > 2047)
+    check_size_fits("radius", radius, 2047, "the weight map is (2r+1, 2r+1), at most 2^24 entries")
     for name, value, size in (("row", row, H), ("col", col, W)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
             raise ValueError(f"{name} must be an int in [0, {size}); got {value!r}")
-    _, w = _bilateral_rows(image, radius, sigma_space, sigma_range, row, row + 1)  # (W, K)
-    return w[col].view(2 * radius + 1, 2 * radius + 1)
+    # pixels beyond the image get weight 0: compute the window that covers the image, pad with zeros
+    inner = min(radius, max(H, W) - 1)
+    _, w = _bilateral_rows(image, inner, sigma_space, sigma_range, row, row + 1)  # (W, K)
+    pad = radius - inner
+    return torch.nn.functional.pad(w[col].view(2 * inner + 1, 2 * inner + 1), (pad, pad, pad, pad))

@@ -34,7 +34,16 @@ from collections.abc import Sequence
 
 import torch
 
-from attnkit._checks import check_dim_match, check_positive, check_tensor, shape_str
+from attnkit._checks import (
+    argument_names,
+    check_dim_match,
+    check_int,
+    check_positive,
+    check_same_device,
+    check_tensor,
+    check_values,
+    shape_str,
+)
 from attnkit.core import attend
 
 VOICES: tuple[tuple[float, float], ...] = ((110.0, 400.0), (150.0, 1000.0), (200.0, 1800.0), (250.0, 2800.0))
@@ -47,6 +56,7 @@ BAND_HALF_WIDTH = 250.0
 
 def voice_bands(n_voices: int) -> list[tuple[float, float]]:
     """The ``(low, high)`` frequency band in Hz of each of the first ``n_voices`` voices."""
+    check_int("n_voices", n_voices, minimum=1)
     if not 1 <= n_voices <= len(VOICES):
         raise ValueError(f"n_voices must be between 1 and {len(VOICES)}; got {n_voices}")
     return [(f - BAND_HALF_WIDTH, f + BAND_HALF_WIDTH) for _, f in VOICES[:n_voices]]
@@ -101,9 +111,14 @@ def mix(voices: torch.Tensor, gains: Sequence[float] | torch.Tensor | None = Non
     check_tensor("voices", voices, min_rank=2)
     if voices.dim() != 2:
         raise ValueError(f"voices must be (V, N); got shape {shape_str(voices)}")
-    g = torch.ones(voices.shape[0], dtype=voices.dtype) if gains is None else torch.as_tensor(gains, dtype=voices.dtype)
+    if isinstance(gains, torch.Tensor):
+        check_tensor("gains", gains)
+        check_same_device(voices=voices, gains=gains)
+    g = (torch.ones(voices.shape[0], dtype=voices.dtype, device=voices.device) if gains is None
+         else torch.as_tensor(gains, dtype=voices.dtype, device=voices.device))
     if g.shape != (voices.shape[0],):
-        raise ValueError(f"gains must have one entry per voice ({voices.shape[0]}); got shape {tuple(g.shape)}")
+        raise ValueError(f"gains must have one entry per voice (voices: {shape_str(voices)}); "
+                         f"got shape {tuple(g.shape)}")
     return g @ voices  # (V,) @ (V, N) -> (N,)
 
 
@@ -114,12 +129,12 @@ def split_channels(mixture: torch.Tensor, sample_rate: int, bands: Sequence[tupl
     band in Hz (an ideal band-pass filter). Returns ``channels: (len(bands), N)``.
     """
     check_tensor("mixture", mixture, min_rank=1)
-    if mixture.dim() != 1:
-        raise ValueError(f"mixture must be a 1-D signal (N,); got shape {shape_str(mixture)}")
+    if mixture.dim() != 1 or mixture.shape[0] < 1:
+        raise ValueError(f"mixture must be a 1-D signal (N,) of at least one sample; got shape {shape_str(mixture)}")
     check_positive("sample_rate", sample_rate)
     n = mixture.shape[0]
     spec = torch.fft.rfft(mixture)  # (N // 2 + 1,) complex
-    freqs = torch.fft.rfftfreq(n, d=1.0 / sample_rate).to(mixture.dtype)  # (N // 2 + 1,) Hz
+    freqs = torch.fft.rfftfreq(n, d=1.0 / sample_rate).to(mixture)  # (N // 2 + 1,) Hz
     chans = []
     for lo, hi in bands:
         if not 0 <= lo < hi:
@@ -136,9 +151,15 @@ def spectral_signature(x: torch.Tensor, sample_rate: int, n_bins: int = 32) -> t
     orthogonal signatures, so ``q @ k`` is near 1 for the same voice and near 0 otherwise.
     """
     check_tensor("x", x, min_rank=1)
+    if x.shape[-1] < 1:
+        raise ValueError(f"x must have at least one sample on its last axis; got shape {shape_str(x)}")
     check_positive("sample_rate", sample_rate)
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int; got {n_bins}")
+    check_int("n_bins", n_bins, minimum=1)
+    if n_bins > x.shape[-1] // 2 + 1:
+        raise ValueError(f"n_bins must be at most the {x.shape[-1] // 2 + 1} frequencies of x: {shape_str(x)} "
+                         f"(an empty band has no mean); got {n_bins}")
+    if x.numel() == 0:
+        return x.new_zeros(*x.shape[:-1], n_bins)  # no signals: no signatures
     mag = torch.fft.rfft(x).abs()  # (..., N // 2 + 1)
     edges = torch.linspace(0, mag.shape[-1], n_bins + 1).round().long()
     pooled = torch.stack([mag[..., a:b].mean(-1) for a, b in itertools.pairwise(edges.tolist())], dim=-1)  # (..., D)
@@ -174,7 +195,8 @@ def select_channel(query: torch.Tensor, keys: torch.Tensor, channels: torch.Tens
                          f"keys: {shape_str(keys)}, channels: {shape_str(channels)}")
     check_dim_match("keys", keys, 0, "channels", channels, 0, "one key per channel (V)")
     check_dim_match("query", query, 0, "keys", keys, 1, "query and keys are signatures of one width (D)")
-    out, w = attend(query[None], keys, channels, score="dot", normalize=normalize, temperature=temperature)
+    with argument_names(q="query", k="keys", v="channels"):
+        out, w = attend(query[None], keys, channels, score="dot", normalize=normalize, temperature=temperature)
     return out[0], w[0]  # (N,), (V,)
 
 
@@ -185,6 +207,8 @@ def relative_error(estimate: torch.Tensor, target: torch.Tensor) -> float:
     if estimate.shape != target.shape:
         raise ValueError(f"estimate and target must have the same shape; got {shape_str(estimate)} "
                          f"and {shape_str(target)}")
+    check_same_device(estimate=estimate, target=target)
+    check_values("estimate", estimate)
     err = (estimate - target).norm(dim=-1) / target.norm(dim=-1).clamp_min(1e-12)
     return float(err.mean())
 
@@ -200,9 +224,11 @@ def spectrogram(x: torch.Tensor, sample_rate: int, *, n_fft: int = 256,
     if x.dim() != 1:
         raise ValueError(f"x must be a 1-D signal (N,); got shape {shape_str(x)}")
     check_positive("sample_rate", sample_rate)
+    check_int("n_fft", n_fft, minimum=1)
+    check_int("hop", hop, minimum=1)
     if x.shape[0] < n_fft:
         raise ValueError(f"x has {x.shape[0]} samples, fewer than n_fft={n_fft}")
-    window = torch.hann_window(n_fft, dtype=x.dtype)
+    window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
     X = torch.stft(x, n_fft=n_fft, hop_length=hop, window=window, return_complex=True, center=True)  # (F, M)
     power_db = 10 * torch.log10(X.abs() ** 2 + 1e-10)
     freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate)  # (F,) Hz
@@ -224,8 +250,8 @@ def position_keys(rows: int = 3, cols: int = 4, *, dtype: torch.dtype = torch.fl
     A cue for cell ``(r, c)`` is the same vector, so its dot score is 2 on the cell, 1 on the rest
     of its row and column and 0 elsewhere.
     """
-    if rows < 1 or cols < 1:
-        raise ValueError(f"rows and cols must be positive; got rows={rows}, cols={cols}")
+    check_int("rows", rows, minimum=1)
+    check_int("cols", cols, minimum=1)
     r = torch.eye(rows, dtype=dtype).repeat_interleave(cols, dim=0)  # (rows*cols, rows)
     c = torch.eye(cols, dtype=dtype).repeat(rows, 1)  # (rows*cols, cols)
     return torch.cat([r, c], dim=-1)  # (rows*cols, rows+cols)

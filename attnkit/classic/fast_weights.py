@@ -45,7 +45,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit._checks import check_dim_match, check_same_dtype_device, check_tensor, shape_str
+from attnkit._checks import (
+    argument_names,
+    broadcast_batch,
+    check_dim_match,
+    check_int,
+    check_same_dtype_device,
+    check_tensor,
+    shape_str,
+)
 from attnkit.core import attend
 from attnkit.masks import causal_mask
 from attnkit.normalize import no_normalize
@@ -63,6 +71,7 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     check_dim_match("q", q, -1, "k", k, -1, "queries and keys need the same width d")
     check_dim_match("q", q, -2, "k", k, -2, "one query, key and value per step (L)")
     check_dim_match("k", k, -2, "v", v, -2, "one query, key and value per step (L)")
+    broadcast_batch(q=q, k=k, v=v)
 
 
 def fast_weight_programmer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
@@ -97,7 +106,15 @@ def fast_weight_programmer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     if W0 is not None:
         check_tensor("W0", W0, min_rank=2)
         if W0.shape[-2:] != (dv, d):
-            raise ValueError(f"W0 must be (..., dv, d) = (..., {dv}, {d}); got shape {shape_str(W0)}")
+            raise ValueError(f"W0 must be (..., dv, d) = (..., {dv}, {d}) (dv from v: {shape_str(v)}, d from "
+                             f"q: {shape_str(q)}); got shape {shape_str(W0)}")
+        check_same_dtype_device(q=q, W0=W0)
+        try:
+            batch = torch.broadcast_shapes(batch, W0.shape[:-2])
+        except RuntimeError:
+            raise ValueError(f"W0's batch dims {tuple(W0.shape[:-2])} do not broadcast with those of q, k, v: "
+                             f"{tuple(batch)}") from None
+        W = W.expand(*batch, dv, d)
         W = W + W0
     ys = []
     for t in range(L):
@@ -129,6 +146,7 @@ def decay_mask(L: int, decay: float, *, dtype: torch.dtype = torch.float64,
     $\lambda$ per step read the past with these factors.
     """
     _check_decay(decay)
+    check_int("L", L, minimum=0)
     t = torch.arange(L, device=device)
     lag = (t[:, None] - t[None, :]).to(dtype)  # (L, L): t - j
     return torch.where(lag >= 0, decay ** lag.clamp_min(0), torch.zeros((), dtype=dtype, device=device))
@@ -153,6 +171,7 @@ def decayed_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     r"""$\phi(x) = \operatorname{elu}(x) + 1 > 0$, the feature map of Katharopoulos et al. (2020)."""
+    check_tensor("x", x)
     return F.elu(x) + 1
 
 
@@ -240,6 +259,8 @@ class FastWeightProgrammer(nn.Module):
 
     def __init__(self, in_dim: int, key_dim: int, value_dim: int, *, query: str = "learned") -> None:
         super().__init__()
+        for name, n in (("in_dim", in_dim), ("key_dim", key_dim), ("value_dim", value_dim)):
+            check_int(name, n, minimum=1)
         if query not in ("learned", "input"):
             raise ValueError(f"query must be 'learned' or 'input'; got {query!r}")
         if query == "input" and key_dim != in_dim:
@@ -252,6 +273,10 @@ class FastWeightProgrammer(nn.Module):
     def forward(self, x: torch.Tensor, *, recurrent: bool = False) -> torch.Tensor:
         """``x: (B, L, E)`` -> ``(B, L, dv)``, by the recurrence or by causal linear attention."""
         check_tensor("x", x, min_rank=2)
+        weight = self.slow.weight
+        if x.shape[-1] != weight.shape[1] or x.dtype != weight.dtype or x.device != weight.device:
+            raise ValueError(f"x must be (B, L, {weight.shape[1]}) of the module's dtype and device ({weight.dtype} "
+                             f"on {weight.device}); got shape {shape_str(x)}, {x.dtype} on {x.device}")
         if self.query == "learned":
             k, v, q = self.slow(x).split([self.key_dim, self.value_dim, self.key_dim], dim=-1)  # (B, L, d|dv|d)
         else:
@@ -290,7 +315,8 @@ def retrieval_error(keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     check_tensor("keys", keys, min_rank=2)
     check_tensor("values", values, min_rank=2)
     check_dim_match("keys", keys, -2, "values", values, -2, "one value per key (N)")
-    recalled, _ = attend(keys, keys, values, score="dot", normalize="none")  # (..., N, dv)
+    with argument_names(q="keys", k="keys", v="values"):
+        recalled, _ = attend(keys, keys, values, score="dot", normalize="none")  # (..., N, dv)
     return ((recalled - values).norm(dim=-1) / values.norm(dim=-1).clamp_min(1e-12)).mean(-1)
 
 

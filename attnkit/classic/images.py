@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit._checks import check_int, check_positive, check_tensor, shape_str
+from attnkit._checks import check_int, check_positive, check_same_device, check_size_fits, check_tensor, shape_str
 
 
 def check_image(name: str, image: object) -> torch.Tensor:
@@ -28,6 +28,8 @@ def check_image(name: str, image: object) -> torch.Tensor:
         raise ValueError(f"{name} must be a 2-D grayscale image (H, W); got shape {shape_str(image)}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{name} must have at least one row and one column; got shape {shape_str(image)}")
+    if image.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device, which holds no pixel values")
     return image
 
 
@@ -75,7 +77,7 @@ def add_gaussian_noise(image: torch.Tensor, sigma: float, *, seed: int = 0, clip
     check_image("image", image)
     check_positive("sigma", sigma, allow_zero=True)
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(image.shape, generator=g, dtype=torch.float64).to(image.dtype)
+    noise = torch.randn(image.shape, generator=g, dtype=torch.float64).to(image)  # on the image's device
     noisy = image + sigma * noise  # y = x + sigma * n,  n ~ N(0, 1)
     return noisy.clamp(0, 1) if clip else noisy
 
@@ -97,10 +99,15 @@ def gaussian_blur(image: torch.Tensor, sigma: float, radius: int | None = None) 
 
     Equivalent to the bilateral filter with ``sigma_range = inf``: every neighbour gets the
     weight $e^{-\lVert p_i - p_j\rVert^2 / (2\sigma^2)}$ whatever its intensity. ``radius``
-    defaults to $\lceil 3\sigma \rceil$ (clipped to the image size for the reflection).
+    defaults to $\lceil 3\sigma \rceil$ (clipped to the image size for the reflection, so a radius
+    beyond the image changes nothing).
     """
     check_image("image", image)
-    g = gaussian_kernel1d(sigma, radius, dtype=image.dtype)
+    check_positive("sigma", sigma)
+    radius = math.ceil(3 * sigma) if radius is None else check_radius("radius", radius)
+    # only max(H, W) - 1 taps fit the reflection: a wider kernel is cut there anyway (same result)
+    radius = min(radius, max(image.shape) - 1)
+    g = gaussian_kernel1d(sigma, radius, dtype=image.dtype).to(image.device)
     r = (g.numel() - 1) // 2
     x = image[None, None]  # (1, 1, H, W)
     rh, rw = min(r, image.shape[0] - 1), min(r, image.shape[1] - 1)
@@ -125,6 +132,7 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor, data_range: float = 1.
         raise ValueError(f"estimate and reference must have one shape; got {shape_str(estimate)} "
                          f"and {shape_str(reference)}")
     check_positive("data_range", data_range)
+    check_same_device(estimate=estimate, reference=reference)
     mse = (estimate.double() - reference.double()).pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * math.log10(data_range**2 / mse)
 
@@ -163,6 +171,8 @@ def edge_preservation(filtered: torch.Tensor, reference: torch.Tensor, fraction:
     edges. ``filtered``, ``reference``: ``(H, W)`` of one shape.
     """
     check_image("filtered", filtered)
+    check_image("reference", reference)
+    check_same_device(filtered=filtered, reference=reference)
     mask = edge_mask(reference, fraction)
     if filtered.shape != reference.shape:
         raise ValueError(f"filtered and reference must have one shape; got {shape_str(filtered)} "
@@ -191,10 +201,19 @@ def sliding_windows(x: torch.Tensor, radius: int, start: int = 0, stop: int | No
     ``x: (C, H, W)`` (``C`` features per pixel) -> ``windows: (n, K, C)`` and ``valid: (n, K)``
     with ``n = (stop - start) * W`` query pixels (row-major) and ``K = (2r+1)^2`` neighbours in
     the order of ``window_offsets``. Neighbours outside the image are zeros in ``windows``
-    and ``False`` in ``valid`` (they become masked keys).
+    and ``False`` in ``valid`` (they become masked keys). ``radius`` is at most
+    ``max(H, W) - 1`` (a wider window only adds masked neighbours: clamp it first).
     """
+    check_tensor("x", x, min_rank=3, shape="(C, H, W)")
+    if x.dim() != 3 or min(x.shape) < 1:
+        raise ValueError(f"x must be (C, H, W) with C, H, W >= 1; got shape {shape_str(x)}")
     C, H, W = x.shape
-    stop = H if stop is None else stop
+    check_radius("radius", radius)
+    check_size_fits("radius", radius, max(H, W) - 1, f"a window wider than x: {shape_str(x)} adds only masked pixels")
+    check_int("start", start, minimum=0)
+    stop = H if stop is None else check_int("stop", stop, minimum=start + 1)
+    if stop > H:
+        raise ValueError(f"stop must be at most H = {H}; got {stop}")
     lo, hi = max(0, start - radius), min(H, stop + radius)
     # zero padding only where the window leaves the image: (C, stop - start + 2r, W + 2r)
     pad = (radius, radius, radius - (start - lo), radius - (hi - stop))

@@ -29,7 +29,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit._checks import check_int, check_positive, check_tensor, shape_str
+from attnkit._checks import (
+    argument_names,
+    check_int,
+    check_positive,
+    check_same_dtype_device,
+    check_size_fits,
+    check_tensor,
+    shape_str,
+)
 from attnkit.classic.images import check_image, check_positive_int, check_radius, sliding_windows
 from attnkit.core import attend
 
@@ -102,11 +110,12 @@ def non_local_means(image: torch.Tensor, patch: int, search: int, h: float, *, b
         image: float grayscale image ``(H, W)``.
         patch: patch radius ``f``; patches are ``(2f+1) x (2f+1)``, reflected at the borders.
         search: search-window radius ``t``; each pixel attends to the ``(2t+1)^2`` pixels
-            around it that lie inside the image.
+            around it that lie inside the image. A radius above ``max(H, W) - 1`` is clamped
+            to it, which changes nothing (the extra pixels lie outside the image).
         h: bandwidth (> 0) in the units of a patch distance: the squared distance sums over
             ``(2f+1)^2`` pixels, so pure noise of standard deviation ``sigma`` puts it near
             ``2 (2f+1)^2 sigma^2`` and a good ``h`` grows like ``sigma * (2f+1)``.
-        block: side of the query tiles (>= 1).
+        block: side of the query tiles (>= 1; clamped to ``max(H, W)``, which changes nothing).
         chunk_tiles: tiles per ``attend`` call (default: about 4M scores per call).
 
     Returns:
@@ -120,6 +129,9 @@ def non_local_means(image: torch.Tensor, patch: int, search: int, h: float, *, b
     b = check_positive_int("block", block)
     patches = patch_vectors(image, patch)  # (D, H, W)
     _, H, W = patches.shape
+    # a search window wider than the image adds only masked (outside) pixels: same result
+    search = min(search, max(H, W) - 1)
+    b = min(b, max(H, W))  # a tile larger than the image is the whole image
     t, R = search, b + 2 * search
     Hp, Wp = -(-H // b) * b, -(-W // b) * b  # image size rounded up to whole tiles
     key_pad = (t, t + Wp - W, t, t + Hp - H)  # zeros around the image, for the key regions
@@ -149,16 +161,23 @@ def nlm_weights(image: torch.Tensor, row: int, col: int, patch: int, search: int
     """The attention weights of one query pixel ``(row, col)`` over its search window.
 
     Returns ``(2t+1, 2t+1)``: entry ``[t + dy, t + dx]`` is the weight of pixel
-    ``(row + dy, col + dx)`` (0 outside the image); the map sums to 1.
+    ``(row + dy, col + dx)`` (0 outside the image); the map sums to 1. ``search`` may exceed
+    the image (the extra entries are 0) up to 2047, a map of at most 2^24 entries; larger
+    radii are refused.
     """
     _check_args(image, patch, search, h)
     H, W = image.shape
+    # the map has (2t+1)^2 entries: refuse maps beyond 2^24 entries (t > 2047)
+    check_size_fits("search", search, 2047, "the weight map is (2t+1, 2t+1), at most 2^24 entries")
     for name, value, size in (("row", row, H), ("col", col, W)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
             raise ValueError(f"{name} must be an int in [0, {size}); got {value!r}")
     patches = patch_vectors(image, patch)  # (D, H, W)
-    _, w = _nlm_rows(image, patches, search, h, row, row + 1)  # (W, K)
-    return w[col].view(2 * search + 1, 2 * search + 1)
+    # pixels beyond the image get weight 0: compute the window that covers the image, pad with zeros
+    inner = min(search, max(H, W) - 1)
+    _, w = _nlm_rows(image, patches, inner, h, row, row + 1)  # (W, K)
+    pad = search - inner
+    return torch.nn.functional.pad(w[col].view(2 * inner + 1, 2 * inner + 1), (pad, pad, pad, pad))
 
 
 def nadaraya_watson(x_query: torch.Tensor, x_train: torch.Tensor, y_train: torch.Tensor,
@@ -182,7 +201,8 @@ def nadaraya_watson(x_query: torch.Tensor, x_train: torch.Tensor, y_train: torch
         bandwidth: the kernel's standard deviation (> 0).
 
     Returns:
-        ``y_query: (Lq,)`` and ``weights: (Lq, Lk)``.
+        ``y_query: (Lq,)`` and ``weights: (Lq, Lk)``. With no training points (``Lk = 0``)
+        every prediction is 0 and the weights are empty, as attention over no keys.
     """
     for name, t in (("x_query", x_query), ("x_train", x_train), ("y_train", y_train)):
         check_tensor(name, t)
@@ -193,8 +213,9 @@ def nadaraya_watson(x_query: torch.Tensor, x_train: torch.Tensor, y_train: torch
                          f"{shape_str(y_train)}")
     check_positive("bandwidth", bandwidth)
     # a_ij = softmax_j(-(x_i - x_j)^2 / (2 b^2));  y_i = sum_j a_ij y_j
-    out, w = attend(x_query[:, None], x_train[:, None], y_train[:, None], score="gaussian",
-                    temperature=2 * bandwidth**2)
+    with argument_names(q="x_query", k="x_train", v="y_train", temperature="bandwidth"):
+        out, w = attend(x_query[:, None], x_train[:, None], y_train[:, None], score="gaussian",
+                        temperature=2 * bandwidth**2)
     return out[:, 0], w
 
 
@@ -207,6 +228,10 @@ def _check_1d(**tensors: torch.Tensor) -> None:
         check_tensor(name, t)
         if t.dim() != 1:
             raise ValueError(f"{name} must be 1-D; got shape {shape_str(t)}")
+    check_same_dtype_device(**tensors)
+    if "x_train" in tensors and "y_train" in tensors and tensors["x_train"].shape != tensors["y_train"].shape:
+        raise ValueError(f"x_train and y_train need one value per key; got {shape_str(tensors['x_train'])} and "
+                         f"{shape_str(tensors['y_train'])}")
 
 
 def log_kernel(u: torch.Tensor, kernel: str = "gaussian") -> torch.Tensor:
@@ -217,14 +242,18 @@ def log_kernel(u: torch.Tensor, kernel: str = "gaussian") -> torch.Tensor:
     - ``epanechnikov``: $K(u) = \tfrac34 (1 - u^2)_+$, so $\log K = \log(1 - u^2)$ inside.
 
     Constant factors ($\tfrac34$, $1/\sqrt{2\pi}$) cancel in the normalisation, so they are left out.
+    A NaN ``u`` gives NaN.
     """
+    check_tensor("u", u)
     if kernel == "gaussian":
         return -0.5 * u**2
     if kernel == "boxcar":
-        return torch.where(u.abs() <= 1, torch.zeros_like(u), torch.full_like(u, float("-inf")))
+        out = torch.where(u.abs() <= 1, torch.zeros_like(u), torch.full_like(u, float("-inf")))
+        return torch.where(torch.isnan(u), u, out)
     if kernel == "epanechnikov":
         inside = u.abs() < 1
-        return torch.where(inside, torch.log1p(-(u * inside) ** 2), torch.full_like(u, float("-inf")))
+        out = torch.where(inside, torch.log1p(-(u * inside) ** 2), torch.full_like(u, float("-inf")))
+        return torch.where(torch.isnan(u), u, out)
     raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
 
 
@@ -277,6 +306,7 @@ def fit_bandwidth(x_train: torch.Tensor, y_train: torch.Tensor, *, init: float =
     _check_1d(x_train=x_train, y_train=y_train)
     check_positive("init", init)
     check_int("steps", steps, minimum=1)
+    check_positive("lr", lr)
     log_b = torch.tensor(math.log(init), dtype=x_train.dtype, requires_grad=True)
     opt = torch.optim.Adam([log_b], lr=lr)
     keep = ~torch.eye(x_train.shape[0], dtype=torch.bool)  # (n, n): leave one out

@@ -37,7 +37,15 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from attnkit._checks import check_tensor, shape_str
+from attnkit._checks import (
+    check_int,
+    check_positive,
+    check_same_device,
+    check_same_dtype_device,
+    check_tensor,
+    check_values,
+    shape_str,
+)
 from attnkit.core import attend, attention_scores
 
 
@@ -59,6 +67,7 @@ def sigma_pi(x: torch.Tensor, terms: Sequence[Sequence[int]], weights: torch.Ten
     check_tensor("weights", weights, min_rank=1)
     if weights.shape != (len(terms),):
         raise ValueError(f"weights must have one entry per term ({len(terms)}); got shape {shape_str(weights)}")
+    check_same_device(x=x, weights=weights)
     n = x.shape[-1]
     net = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device) + bias
     for w, term in zip(weights, terms, strict=True):
@@ -77,8 +86,8 @@ def bilinear_terms(d: int, dk: int) -> list[tuple[int, int]]:
     On the input ``x = [q, k]`` with weights ``W.flatten()`` (row-major, ``W: (d, dk)``),
     :func:`sigma_pi` computes ``q^T W k``.
     """
-    if d < 1 or dk < 1:
-        raise ValueError(f"d and dk must be positive; got d={d}, dk={dk}")
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (d, dk)):
+        raise ValueError(f"d and dk must be positive ints; got d={d!r}, dk={dk!r}")
     return [(a, d + b) for a in range(d) for b in range(dk)]
 
 
@@ -141,6 +150,10 @@ def sigma_pi_unit(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     check_tensor("x", x, min_rank=2)
     if x.dim() != 2 or x.shape[-1] != 2:
         raise ValueError(f"x must be (N, 2); got shape {shape_str(x)}")
+    check_tensor("W", W, min_rank=2)
+    if W.shape[-2:] != (2, 2):
+        raise ValueError(f"W must be (..., 2, 2); got shape {shape_str(W)}")
+    check_same_dtype_device(x=x, W=W)
     one = torch.ones_like(x[:, :1])
     q = torch.cat([one, x[:, :1]], dim=-1)[:, None, :]  # (N, 1, 2): q = (1, x1)
     k = torch.cat([one, x[:, 1:]], dim=-1)[:, None, :]  # (N, 1, 2): k = (1, x2)
@@ -154,6 +167,12 @@ def linear_threshold_unit(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> 
     ``x: (N, n)``, ``w: (..., n)``, ``b: (...)`` -> ``(..., N)``; the unit outputs 1 where the logit is positive.
     """
     check_tensor("x", x, min_rank=2)
+    check_tensor("w", w, min_rank=1)
+    check_tensor("b", b)
+    if x.dim() != 2 or w.shape[-1] != x.shape[-1] or b.shape != w.shape[:-1]:
+        raise ValueError(f"need x: (N, n), w: (..., n), b: (...); got x: {shape_str(x)}, w: {shape_str(w)}, "
+                         f"b: {shape_str(b)}")
+    check_same_dtype_device(x=x, w=w, b=b)
     return w @ x.T + b[..., None]  # (..., n) @ (n, N) -> (..., N)
 
 
@@ -190,10 +209,11 @@ def train_units(targets: torch.Tensor, kind: str, *, steps: int = 400, lr: float
     there, the logits stay near 0 and the accuracy depends on the seed.
     """
     check_tensor("targets", targets, min_rank=2)
-    if targets.dim() != 2 or targets.shape[-1] != 4:
-        raise ValueError(f"targets must be (F, 4), one truth table per row; got shape {shape_str(targets)}")
-    if steps < 1:
-        raise ValueError(f"steps must be a positive int; got {steps}")
+    if targets.dim() != 2 or targets.shape[-1] != 4 or targets.shape[0] < 1:
+        raise ValueError(f"targets must be (F, 4), F >= 1, one truth table per row; got shape {shape_str(targets)}")
+    check_values("targets", targets)
+    check_int("steps", steps, minimum=1)
+    check_positive("lr", lr)
     g = torch.Generator().manual_seed(seed)
     F = targets.shape[0]
     x = BOOLEAN_INPUTS.to(targets.dtype)
@@ -226,10 +246,14 @@ def best_linear_accuracy(targets: torch.Tensor, n_grid: int = 41, limit: float =
     realises every linearly separable labelling of the four inputs). ``targets: (F, 4)`` -> ``(F,)``.
     """
     check_tensor("targets", targets, min_rank=2)
-    axis = torch.linspace(-limit, limit, n_grid, dtype=targets.dtype)
+    if targets.dim() != 2 or targets.shape[-1] != 4:
+        raise ValueError(f"targets must be (F, 4), one truth table per row; got shape {shape_str(targets)}")
+    check_int("n_grid", n_grid, minimum=1)
+    check_positive("limit", limit)
+    axis = torch.linspace(-limit, limit, n_grid, dtype=targets.dtype, device=targets.device)
     w1, w2, b = torch.meshgrid(axis, axis, axis, indexing="ij")
     w = torch.stack([w1.flatten(), w2.flatten()], dim=-1)  # (G, 2)
-    pred = (linear_threshold_unit(BOOLEAN_INPUTS.to(targets.dtype), w, b.flatten()) > 0).to(targets.dtype)  # (G, 4)
+    pred = (linear_threshold_unit(BOOLEAN_INPUTS.to(targets), w, b.flatten()) > 0).to(targets.dtype)  # (G, 4)
     acc = (pred[None] == targets[:, None]).to(targets.dtype).mean(-1)  # (F, G)
     return acc.amax(-1)
 
@@ -276,6 +300,8 @@ def fit_sigma_pi(x: torch.Tensor, targets: torch.Tensor, terms: Sequence[Sequenc
     for name, val in (("steps", steps), ("restarts", restarts)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{name} must be a positive int; got {val!r}")
+    check_positive("lr", lr)
+    check_same_device(x=x, targets=targets)
     g = torch.Generator().manual_seed(seed)
     w = (0.1 * torch.randn(restarts, len(terms), generator=g, dtype=x.dtype)).requires_grad_()
     # the conjuncts' products, once: column i is prod_{j in S_i} x_j, so sigma_pi(x, terms, w) = feats @ w

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from attnkit._checks import check_int
 from attnkit.datasets.shapes import Vocab
 
 COLORS = ("red", "blue", "green", "yellow", "black", "white")
@@ -62,6 +63,9 @@ def nli_label(premise: str | Sequence[str], hypothesis: str | Sequence[str]) -> 
     with that noun or, for a category word, a noun of that category. No match: neutral; a match
     of the hypothesis colour: entailment; matches of other colours only: contradiction.
     """
+    for name, text in (("premise", premise), ("hypothesis", hypothesis)):
+        if not isinstance(text, str) and not (isinstance(text, Sequence) and all(isinstance(w, str) for w in text)):
+            raise TypeError(f"{name} must be a sentence (a str or a sequence of words); got {type(text).__name__}")
     p = _items(premise.split() if isinstance(premise, str) else list(premise), "premise")
     h = _items(hypothesis.split() if isinstance(hypothesis, str) else list(hypothesis), "hypothesis")
     if len(h) != 1:
@@ -118,6 +122,10 @@ def make_nli(n: int, *, seed: int = 0, min_items: int = 2, max_items: int = 4,
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int; got {n!r}")
+    check_int("min_items", min_items, minimum=1)
+    check_int("max_items", max_items, minimum=1)
+    if isinstance(hard_negatives, bool) or not isinstance(hard_negatives, (int, float)):
+        raise TypeError(f"hard_negatives must be a probability in [0, 1]; got {type(hard_negatives).__name__}")
     if not 1 <= min_items <= max_items <= len(NOUNS) // 2:
         raise ValueError(f"need 1 <= min_items <= max_items <= {len(NOUNS) // 2}; got {min_items}, {max_items}")
     if not 0 <= hard_negatives <= 1:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from attnkit._checks import check_int, check_positive
+from attnkit._checks import check_cells, check_int, check_positive, check_tensor
 
 SHAPES = ("square", "cross", "ring", "bar")
 """Class names of ``shapes_dataset``, in label order."""
@@ -101,6 +101,9 @@ def tiled_textures(n: int, size: int = 16, *, periods: tuple[int, ...] = (3, 4, 
 
 def cells(images: torch.Tensor, patch: int) -> torch.Tensor:
     """``(n, 1, G P, G P)`` images -> ``(n, G*G, P*P)``: the cells in row-major order, flattened."""
+    check_cells("images", images, patch)
+    if images.shape[1] != 1:
+        raise ValueError(f"images must have one channel (n, 1, H, W); got shape {tuple(images.shape)}")
     n, _, H, W = images.shape
     x = images.reshape(n, H // patch, patch, W // patch, patch)  # (n, G, P, G, P)
     return x.permute(0, 1, 3, 2, 4).reshape(n, (H // patch) * (W // patch), patch * patch)  # (n, G*G, P*P)
@@ -108,8 +111,12 @@ def cells(images: torch.Tensor, patch: int) -> torch.Tensor:
 
 def uncells(x: torch.Tensor, patch: int) -> torch.Tensor:
     """The inverse of ``cells``: ``(n, G*G, P*P)`` -> ``(n, 1, G P, G P)``."""
-    n, c, _ = x.shape
+    check_tensor("x", x, min_rank=3, floating=False, shape="(n, G*G, P*P)")
+    check_int("patch", patch, minimum=1)
+    n, c, _ = x.shape if x.dim() == 3 else (0, 0, 0)
     grid = round(c**0.5)
+    if x.dim() != 3 or grid * grid != c or x.shape[-1] != patch * patch or c == 0:
+        raise ValueError(f"x must be (n, G*G, P*P) with P = patch = {patch}; got shape {tuple(x.shape)}")
     x = x.reshape(n, grid, grid, patch, patch).permute(0, 1, 3, 2, 4)  # (n, G, P, G, P)
     return x.reshape(n, 1, grid * patch, grid * patch)
 
@@ -176,11 +183,15 @@ def corrupt(patterns: torch.Tensor, fraction: float, *, mode: str = "flip", seed
     """
     if not isinstance(patterns, torch.Tensor) or not patterns.is_floating_point():
         raise TypeError(f"patterns must be a floating-point torch.Tensor; got {type(patterns).__name__}")
+    if patterns.dim() < 1:
+        raise ValueError(f"patterns must have at least one dimension (..., d); got shape {tuple(patterns.shape)}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise TypeError(f"fraction must be a number in [0, 1]; got {type(fraction).__name__}")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1]; got {fraction}")
     g = torch.Generator().manual_seed(seed)
     if mode == "flip":
-        flips = torch.rand(patterns.shape, generator=g) < fraction
+        flips = (torch.rand(patterns.shape, generator=g) < fraction).to(patterns.device)  # drawn on the CPU
         return torch.where(flips, -patterns, patterns)
     if mode == "mask":
         if patterns.dim() < 2:

@@ -121,6 +121,11 @@ def draw_shape(canvas: np.ndarray, shape: str, color: str, cx: float, cy: float,
     """
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {SHAPES}; got {shape!r}")
+    for name, value in (("cx", cx), ("cy", cy), ("r", r)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise TypeError(f"{name} must be a number (pixels); got {value!r}")
+    if not 0 < r < float("inf"):
+        raise ValueError(f"r must be a finite positive half-size; got {r}")
     if color not in COLORS:
         raise ValueError(f"color must be one of {tuple(COLORS)}; got {color!r}")
     S = canvas.shape[-1]
@@ -162,8 +167,8 @@ def make_shapes(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05) -
         raise ValueError(f"n must be a positive int; got {n!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 24:
         raise ValueError(f"size must be an int >= 24 (pixels); got {size!r}")
-    if noise < 0:
-        raise ValueError(f"noise must be non-negative; got {noise}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
+        raise ValueError(f"noise must be non-negative (and finite); got {noise!r}")
     rng = np.random.default_rng(seed)
     r = size // 6
     colors, shapes = list(COLORS), list(SHAPES)

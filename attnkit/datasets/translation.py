@@ -245,6 +245,8 @@ def write_corpus(path: str | Path | None = None, *, n: int = CORPUS_SIZE, seed: 
 
 def load_corpus(path: str | Path | None = None) -> list[tuple[str, str]]:
     """Read (english, french) pairs from a TSV file (default: the shipped corpus)."""
+    if path is not None and not isinstance(path, (str, Path)):
+        raise TypeError(f"path must be a str or a Path (or None for the shipped corpus); got {type(path).__name__}")
     path = corpus_path() if path is None else Path(path)
     pairs = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -258,8 +260,10 @@ def load_corpus(path: str | Path | None = None) -> list[tuple[str, str]]:
 def split_corpus(pairs: Sequence[tuple[str, str]], held_out: float = 0.2,
                  seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Shuffle ``pairs`` with ``seed`` and split into (train, held-out), ``held_out`` the fraction."""
-    if not 0 < held_out < 1:
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) or not 0 < held_out < 1:
         raise ValueError(f"held_out must be a fraction in (0, 1); got {held_out!r}")
+    if len(pairs) < 2:
+        raise ValueError(f"pairs must hold at least two pairs to split; got {len(pairs)}")
     idx = list(range(len(pairs)))
     random.Random(seed).shuffle(idx)
     n_test = max(1, round(held_out * len(pairs)))
@@ -318,6 +322,11 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Ten
     """Pad id lists into ``(B, L)`` long and return it with the lengths ``(B,)``."""
     if len(seqs) == 0:
         raise ValueError("seqs is empty: nothing to batch")
+    if isinstance(pad_id, bool) or not isinstance(pad_id, int) or pad_id < 0:
+        raise ValueError(f"pad_id must be a non-negative int; got {pad_id!r}")
+    for b, s in enumerate(seqs):
+        if isinstance(s, str) or not all(isinstance(i, int) and not isinstance(i, bool) for i in s):
+            raise TypeError(f"seqs[{b}] must be a sequence of int ids; got {s!r:.60}")
     lengths = torch.tensor([len(s) for s in seqs])
     out = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
     for b, s in enumerate(seqs):

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import torch
 
-from attnkit._checks import check_dim_match, check_same_dtype_device, check_tensor
+from attnkit._checks import arg_name, check_dim_match, check_same_dtype_device, check_tensor
 
 
 def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, same_length: bool = False) -> None:
-    """``q: (..., L, d)``, ``k: (..., N, d)``, ``v: (..., N, dv)`` with equal batch dims."""
-    check_tensor("q", q, min_rank=2, shape="(..., L, d)")
-    check_tensor("k", k, min_rank=2, shape="(..., N, d)")
-    check_tensor("v", v, min_rank=2, shape="(..., N, dv)")
-    check_same_dtype_device(q=q, k=k, v=v)
-    check_dim_match("q", q, -1, "k", k, -1, "queries and keys need the same width d")
-    check_dim_match("k", k, -2, "v", v, -2, "k and v need one value per key (N)")
+    """``q: (..., L, d)``, ``k: (..., N, d)``, ``v: (..., N, dv)`` with equal batch dims.
+
+    Errors name the caller's arguments when it wraps the call in ``_checks.argument_names``.
+    """
+    qn, kn, vn = arg_name("q"), arg_name("k"), arg_name("v")
+    check_tensor(qn, q, min_rank=2, shape="(..., L, d)")
+    check_tensor(kn, k, min_rank=2, shape="(..., N, d)")
+    check_tensor(vn, v, min_rank=2, shape="(..., N, dv)")
+    check_same_dtype_device(**{qn: q, kn: k, vn: v})
+    check_dim_match(qn, q, -1, kn, k, -1, "queries and keys need the same width d")
+    check_dim_match(kn, k, -2, vn, v, -2, f"{kn} and {vn} need one value per key (N)")
     if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(f"q, k and v must have the same batch dimensions; got q: {tuple(q.shape)}, "
-                         f"k: {tuple(k.shape)}, v: {tuple(v.shape)}")
+        raise ValueError(f"{qn}, {kn} and {vn} must have the same batch dimensions; got {qn}: {tuple(q.shape)}, "
+                         f"{kn}: {tuple(k.shape)}, {vn}: {tuple(v.shape)}")
     if same_length:
-        check_dim_match("q", q, -2, "k", k, -2, "this attention needs as many queries as keys (self-attention)")
+        check_dim_match(qn, q, -2, kn, k, -2, "this attention needs as many queries as keys (self-attention)")
 
 
 def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from attnkit._checks import check_int
+from attnkit._checks import check_int, check_positive
 
 
 def random_qkv(n: int, d: int = 64, *, seed: int = 0, dtype: torch.dtype = torch.float32,
@@ -36,6 +36,7 @@ def smooth_sequence(n: int, d: int = 64, *, correlation: float = 0.98, sharpness
     """
     check_int("n", n, minimum=1)
     check_int("d", d, minimum=1)
+    check_positive("sharpness", sharpness)
     if not 0 <= correlation < 1:
         raise ValueError(f"correlation must be in [0, 1); got {correlation}")
     g = torch.Generator().manual_seed(seed)

@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from attnkit._checks import check_int
+from attnkit._checks import check_int, check_same_dtype_device, check_tensor
 from attnkit.core import attend
 from attnkit.efficient._common import check_qkv, make_generator
 
@@ -89,7 +89,9 @@ def linformer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, r:
         E = linformer_projection(N, r, kind=kind, seed=seed, generator=generator, dtype=q.dtype).to(q.device)
     F = E if F is None else F
     for name, P in (("E", E), ("F", F)):
-        if not isinstance(P, torch.Tensor) or P.dim() != 2 or P.shape[-1] != N:
+        check_tensor(name, P)
+        check_same_dtype_device(q=q, **{name: P.to(q.dtype)})
+        if P.dim() != 2 or P.shape[-1] != N:
             got = tuple(P.shape) if isinstance(P, torch.Tensor) else type(P).__name__
             raise ValueError(f"{name} must be a (r, N) = (r, {N}) projection of the keys; got {got}")
     if E.shape != F.shape:
@@ -111,4 +113,7 @@ def attention_singular_values(q: torch.Tensor, k: torch.Tensor, *, causal: bool 
     if causal:
         mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
     _, w = attend(q, k, k, mask=mask)  # (..., L, N)
-    return torch.linalg.svdvals(w.double())
+    w = w.double()
+    bad = ~torch.isfinite(w).flatten(-2).all(-1)  # (...): a NaN in, NaN singular values out
+    sv = torch.linalg.svdvals(torch.where(bad[..., None, None], torch.zeros_like(w), w))
+    return torch.where(bad[..., None], torch.full_like(sv, float("nan")), sv)

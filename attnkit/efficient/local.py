@@ -83,7 +83,8 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window
 
     Args:
         q: ``(..., L, d)``; k: ``(..., L, d)``; v: ``(..., L, dv)`` (self-attention: one length).
-        window: half-width ``w >= 1`` of the band.
+        window: half-width ``w >= 1`` of the band; a window above ``L - 1`` is clamped to it
+            (the band is then the full matrix, the result the same).
         causal: only keys ``j <= i``.
 
     Returns:
@@ -91,7 +92,11 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window
     """
     check_qkv(q, k, v, same_length=True)
     check_int("window", window, minimum=1)
-    L, w = q.shape[-2], window
+    # a band at least L - 1 wide is full attention: clamping changes nothing and keeps memory O(L^2)
+    L = q.shape[-2]
+    w = min(window, max(L - 1, 1))
+    if L == 0:
+        return q.new_zeros(*q.shape[:-1], v.shape[-1])  # no positions: an empty output
     n = -(-L // w)  # number of blocks
     pad = n * w - L
 

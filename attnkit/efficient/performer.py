@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from attnkit._checks import check_int, check_tensor
+from attnkit._checks import argument_names, check_int, check_same_device, check_tensor
 from attnkit.efficient._common import check_qkv, make_generator
 from attnkit.normalize import split_mask
 
@@ -85,8 +85,9 @@ def favor_features(x: torch.Tensor, omega: torch.Tensor, *, stabilizer: str | No
     """
     check_tensor("x", x, min_rank=1, shape="(..., L, d)")
     check_tensor("omega", omega, min_rank=2, shape="(m, d)")
-    if omega.dim() != 2 or omega.shape[-1] != x.shape[-1]:
-        raise ValueError(f"omega must be (m, d) with d = x.shape[-1] = {x.shape[-1]}; got {tuple(omega.shape)}")
+    if omega.dim() != 2 or omega.shape[-1] != x.shape[-1] or omega.shape[0] < 1:
+        raise ValueError(f"omega must be (m, d) with m >= 1 and d = x.shape[-1] = {x.shape[-1]}; "
+                         f"got {tuple(omega.shape)}")
     if stabilizer not in (None, "row", "all"):
         raise ValueError(f"stabilizer must be None, 'row' or 'all'; got {stabilizer!r}")
     # exponent_t = omega_t . x - |x|^2 / 2: (..., L, m)
@@ -104,6 +105,7 @@ def row_sum_normalize(scores: torch.Tensor, mask: torch.Tensor | None = None, di
     With ``score="dot"`` on random features this turns ``attend`` into (quadratic) Performer
     attention. A row whose sum is 0 gets zeros.
     """
+    check_tensor("scores", scores)
     scores, keep = split_mask(scores, mask)
     if keep is not None:
         scores = scores.masked_fill(~keep, 0.0)
@@ -126,7 +128,8 @@ def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, 
 
     ``phi_q: (..., L, m)``, ``phi_k: (..., N, m)``, ``v: (..., N, dv)`` -> ``(..., L, dv)``.
     """
-    check_qkv(phi_q, phi_k, v, same_length=causal)
+    with argument_names(q="phi_q", k="phi_k"):
+        check_qkv(phi_q, phi_k, v, same_length=causal)
     check_int("chunk", chunk, minimum=1)
     if not causal:
         kv = phi_k.transpose(-2, -1) @ v  # phi(K)^T V: (..., m, dv)
@@ -173,11 +176,18 @@ def linear_attention_step(state: tuple[torch.Tensor, torch.Tensor] | None, phi_q
     if phi_q_t.shape != phi_k_t.shape or phi_k_t.shape[:-1] != v_t.shape[:-1]:
         raise ValueError(f"phi_q_t and phi_k_t must be (..., m) and v_t (..., dv) with the same batch dims; got "
                          f"{tuple(phi_q_t.shape)}, {tuple(phi_k_t.shape)}, {tuple(v_t.shape)}")
+    check_same_device(phi_q_t=phi_q_t, phi_k_t=phi_k_t, v_t=v_t)
     if state is None:
         S = phi_k_t.new_zeros(*phi_k_t.shape, v_t.shape[-1])  # (..., m, dv)
         z = phi_k_t.new_zeros(phi_k_t.shape)  # (..., m)
     else:
+        if not (isinstance(state, tuple) and len(state) == 2 and all(isinstance(t, torch.Tensor) for t in state)
+                and state[0].shape == (*phi_k_t.shape, v_t.shape[-1]) and state[1].shape == phi_k_t.shape):
+            raise ValueError(f"state must be None or (S: (..., m, dv), z: (..., m)) = "
+                             f"({(*phi_k_t.shape, v_t.shape[-1])}, {tuple(phi_k_t.shape)}) for phi_k_t: "
+                             f"{tuple(phi_k_t.shape)} and v_t: {tuple(v_t.shape)}, as returned by the previous step")
         S, z = state
+        check_same_device(phi_k_t=phi_k_t, S=S, z=z)
     # S_t = S_{t-1} + phi(k_t) v_t^T;  z_t = z_{t-1} + phi(k_t)
     S = S + phi_k_t[..., :, None] * v_t[..., None, :]
     z = z + phi_k_t
@@ -195,7 +205,10 @@ def linear_attention_recurrent(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torc
     (Katharopoulos et al., 2020, "Transformers are RNNs"). ``phi_q, phi_k: (..., L, m)``,
     ``v: (..., L, dv)`` -> ``(..., L, dv)``.
     """
-    check_qkv(phi_q, phi_k, v, same_length=True)
+    with argument_names(q="phi_q", k="phi_k"):
+        check_qkv(phi_q, phi_k, v, same_length=True)
+    if phi_q.shape[-2] == 0:
+        return v.new_zeros(v.shape)  # no positions: an empty output
     state = None
     outs = []
     for t in range(phi_q.shape[-2]):
@@ -234,6 +247,7 @@ def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_
     check_qkv(q, k, v, same_length=causal)
     d = q.shape[-1]
     if omega is None:
+        check_int("n_features = m", n_features, minimum=1)
         omega = orthogonal_gaussian(n_features, d, orthogonal=orthogonal, seed=seed, generator=generator,
                                     dtype=q.dtype).to(q.device)
     scale = d ** -0.25  # q.k / sqrt(d) = (q / d^1/4) . (k / d^1/4)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import torch
 
-from attnkit._checks import check_int, check_tensor
+from attnkit._checks import argument_names, check_int, check_tensor
 from attnkit.core import attention_scores
 from attnkit.efficient._common import check_qkv, make_generator
 
@@ -74,7 +74,7 @@ def lsh_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int) -> tor
     bad_width = n_buckets > 1 and rotations.shape[-1] != n_buckets // 2
     if rotations.dim() != 3 or rotations.shape[1] != x.shape[-1] or bad_width:
         raise ValueError(f"rotations must be (n_rounds, d, n_buckets // 2) = (R, {x.shape[-1]}, "
-                         f"{max(n_buckets // 2, 1)}); got {tuple(rotations.shape)}")
+                         f"{max(n_buckets // 2, 1)}) for x: {tuple(x.shape)}; got {tuple(rotations.shape)}")
     n_rounds = rotations.shape[0]
     if n_buckets == 1:
         return torch.zeros(n_rounds, *x.shape[:-1], dtype=torch.long, device=x.device)
@@ -86,6 +86,7 @@ def lsh_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int) -> tor
 
 def shared_keys(qk: torch.Tensor) -> torch.Tensor:
     r"""Reformer's shared-QK keys $k_j = q_j / \lVert q_j \rVert$: ``(..., L, d)``."""
+    check_tensor("qk", qk, min_rank=1, shape="(..., L, d)")
     return qk / qk.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -103,6 +104,11 @@ def lsh_attention_mask(buckets: torch.Tensor, chunk_size: int, *, causal: bool =
 
     ``buckets: (R, ..., L)`` from :func:`lsh_buckets`. Quadratic memory: for checks and figures.
     """
+    check_tensor("buckets", buckets, min_rank=2, floating=False, shape="(R, ..., L)")
+    if buckets.is_floating_point() or buckets.is_complex() or buckets.dtype == torch.bool:
+        raise TypeError(f"buckets must be an integer tensor (bucket ids); got dtype {buckets.dtype}")
+    if buckets.numel() == 0:
+        raise ValueError(f"buckets must have at least one round and one position; got shape {tuple(buckets.shape)}")
     R, L = buckets.shape[0], buckets.shape[-1]
     check_int("chunk_size", chunk_size, minimum=1)
     batch = buckets.shape[1:-1]
@@ -143,11 +149,16 @@ def lsh_attention(qk: torch.Tensor, v: torch.Tensor, *, n_buckets: int = 8, n_ro
     Returns:
         ``(..., L, dv)``.
     """
-    check_qkv(qk, qk, v)
+    with argument_names(q="qk", k="qk"):
+        check_qkv(qk, qk, v)
     _check_buckets(n_buckets)
     check_int("n_rounds", n_rounds, minimum=1)
     check_int("chunk_size", chunk_size, minimum=1)
     L, d, dv = qk.shape[-2], qk.shape[-1], v.shape[-1]
+    if d < 1:
+        raise ValueError(f"qk must have a width d >= 1 to be hashed; got shape {tuple(qk.shape)}")
+    if qk.numel() == 0 or v.numel() == 0:
+        return v.new_zeros(*qk.shape[:-1], dv)  # no positions (or no value channels): an empty output
     if L % chunk_size:
         raise ValueError(f"chunk_size must divide the sequence length; got chunk_size={chunk_size}, L={L} "
                          f"(qk: {tuple(qk.shape)})")

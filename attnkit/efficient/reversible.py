@@ -37,7 +37,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from attnkit._checks import check_int, check_tensor
+from attnkit._checks import check_int, check_same_dtype_device, check_tensor
 
 
 def chunked_feed_forward(ff: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -52,6 +52,8 @@ def chunked_feed_forward(ff: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     """
     check_tensor("x", x, min_rank=2, shape="(..., N, d)")
     check_int("chunk", chunk, minimum=1)
+    if x.shape[-2] == 0:
+        return ff(x)  # no positions: nothing to cut
     return torch.cat([ff(x[..., i:i + chunk, :]) for i in range(0, x.shape[-2], chunk)], dim=-2)
 
 
@@ -74,9 +76,22 @@ class FeedForward(nn.Module):
         return self.lin2(torch.relu(self.lin1(x)))  # (..., c, d_ff) hidden, (..., c, d) out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("x", x, min_rank=1, shape="(..., N, d)")
+        w = self.lin1.weight
+        if x.shape[-1] != w.shape[1] or x.dtype != w.dtype or x.device != w.device:
+            raise ValueError(f"x must be (..., {w.shape[1]}) of the module's dtype and device ({w.dtype} on "
+                             f"{w.device}); got shape {tuple(x.shape)}, {x.dtype} on {x.device}")
         if self.chunk is None:
             return self._ff(x)
         return chunked_feed_forward(self._ff, x, self.chunk)
+
+
+def _check_halves(x1: torch.Tensor, x2: torch.Tensor, min_rank: int = 1) -> None:
+    check_tensor("x1", x1, min_rank=min_rank, shape="(..., N, d)")
+    check_tensor("x2", x2, min_rank=min_rank, shape="(..., N, d)")
+    if x1.shape != x2.shape:
+        raise ValueError(f"x1 and x2 must have the same shape; got {tuple(x1.shape)} and {tuple(x2.shape)}")
+    check_same_dtype_device(x1=x1, x2=x2)
 
 
 class ReversibleBlock(nn.Module):
@@ -93,6 +108,7 @@ class ReversibleBlock(nn.Module):
         self.f, self.g = f, g
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_halves(x1, x2)
         y1 = x1 + self.f(x2)  # y1 = x1 + F(x2)
         y2 = x2 + self.g(y1)  # y2 = x2 + G(y1)
         return y1, y2
@@ -190,10 +206,7 @@ class ReversibleStack(nn.Module):
         self.reversible, self.chunk = reversible, chunk
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_tensor("x1", x1, min_rank=2, shape="(..., N, d)")
-        check_tensor("x2", x2, min_rank=2, shape="(..., N, d)")
-        if x1.shape != x2.shape:
-            raise ValueError(f"x1 and x2 must have the same shape; got {tuple(x1.shape)} and {tuple(x2.shape)}")
+        _check_halves(x1, x2, min_rank=2)
         if not self.reversible or not torch.is_grad_enabled():
             for block in self.blocks:
                 x1, x2 = block(x1, x2)

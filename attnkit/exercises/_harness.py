@@ -22,6 +22,11 @@ class Case:
 
     ``check`` may replace the closeness test: ``check(got) -> str | None`` returns a problem
     description or ``None``. ``hint`` is shown when the case fails.
+
+    ``exact_dtype``: must the answer have ``expected``'s dtype? ``None`` (the default) decides
+    from the inputs: yes when a floating-point tensor is among them (a float16 input must come
+    back float16), else only the kind (a floating-point answer for a floating-point expected
+    one, as when the inputs are sizes and the reader picks the precision).
     """
 
     name: str
@@ -32,6 +37,13 @@ class Case:
     rtol: float = 1e-4
     check: Callable[[object], str | None] | None = None
     kwargs: dict = field(default_factory=dict)
+    exact_dtype: bool | None = None
+
+    def wants_exact_dtype(self) -> bool:
+        if self.exact_dtype is not None:
+            return self.exact_dtype
+        inputs = (*self.args, *self.kwargs.values())
+        return any(isinstance(a, torch.Tensor) and a.is_floating_point() for a in inputs)
 
 
 @dataclass
@@ -61,12 +73,33 @@ def _short(x: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def compare(got: object, expected: torch.Tensor, atol: float, rtol: float) -> str | None:
-    """``None`` if ``got`` matches ``expected``; otherwise what is wrong, in words."""
+def _kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_floating_point:
+        return "floating-point"
+    return "complex" if dtype.is_complex else "integer"
+
+
+def compare(got: object, expected: torch.Tensor, atol: float, rtol: float, *,
+            exact_dtype: bool = True) -> str | None:
+    """``None`` if ``got`` matches ``expected``; otherwise what is wrong, in words.
+
+    Compared in order: type, shape, dtype (a float16 input must come back float16; with
+    ``exact_dtype=False`` only its kind: float, integer, bool), device, NaN, matching
+    infinities, then values within ``atol + rtol * |expected|``.
+    """
     if not isinstance(got, torch.Tensor):
         return f"expected a torch.Tensor, got {type(got).__name__}"
     if got.shape != expected.shape:
         return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+    if exact_dtype and got.dtype != expected.dtype:
+        return (f"dtype {got.dtype}, expected {expected.dtype} (the answer should keep the input's "
+                f"precision: compute in float32 if you like, then cast back with .to(dtype))")
+    if _kind(got.dtype) != _kind(expected.dtype):
+        return f"dtype {got.dtype}, expected a {_kind(expected.dtype)} tensor like {expected.dtype}"
+    if got.device != expected.device:
+        return f"device {got.device}, expected {expected.device}"
     g = got.detach().to(torch.float64)
     e = expected.detach().to(torch.float64)
     if torch.isnan(g).any():
@@ -93,7 +126,8 @@ def run_cases(fn: Callable, cases: Sequence[Case], *, checker: str, quiet: bool 
         args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case.args)
         try:
             got = fn(*args, **case.kwargs)
-            problem = case.check(got) if case.check else compare(got, case.expected, case.atol, case.rtol)
+            problem = (case.check(got) if case.check else
+                       compare(got, case.expected, case.atol, case.rtol, exact_dtype=case.wants_exact_dtype()))
         except Exception as err:  # a reader's bug is reported, not raised
             tb = traceback.format_exception_only(type(err), err)[-1].strip()
             problem = f"your function raised {tb}"

@@ -47,6 +47,8 @@ def masked_softmax_cases(seed: int = 0) -> list[Case]:
                    hint="the mask may have fewer dimensions than the scores: rely on broadcasting"),
         typed_case("a single key", (s[:, :1], torch.ones(4, 1, dtype=torch.bool)),
                    torch.ones(4, 1, dtype=torch.float64)),
+        typed_case("square scores (which axis?)", (s[:, :4], m[:, :4]), masked_softmax(s[:, :4], m[:, :4]),
+                   hint="normalise over the keys, the last axis (dim=-1): each row sums to 1, not each column"),
     ]
     return cases
 

@@ -44,8 +44,11 @@ __all__ = [
 
 
 def _empty_safe(m: np.ndarray) -> np.ndarray:
-    """``m`` with ``-inf`` replaced by 0, so ``x - m`` stays ``-inf`` (not NaN) on empty rows."""
-    return np.where(np.isfinite(m), m, 0.0)
+    """``m`` with ``-inf`` replaced by 0, so ``x - m`` stays ``-inf`` (not NaN) on empty rows.
+
+    A NaN maximum stays NaN: a NaN in a row makes the whole row NaN, as in ``torch.softmax``.
+    """
+    return np.where(m == -np.inf, 0.0, m)
 
 
 def online_softmax_stats(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -26,18 +26,37 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from attnkit._checks import (
+    check_int,
+    check_positive,
+    check_same_dtype_device,
+    check_sizes,
+    check_tensor,
+    check_values,
+)
 from attnkit.core import attend
 from attnkit.masks import key_mask, padding_mask
 
 
-def _check_ids(name: str, ids: object, lengths: object = None) -> torch.Tensor:
+def _check_ids(name: str, ids: object, lengths: object = None, vocab: int | None = None) -> torch.Tensor:
     if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.dim() != 2:
         got = f"dtype {ids.dtype}, shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
         raise TypeError(f"{name} must be a (B, L) long tensor of word ids; got {got}")
+    check_values(name, ids)
+    if ids.shape[0] < 1 or ids.shape[1] < 1:
+        raise ValueError(f"{name} must hold at least one sentence of at least one word; got shape {tuple(ids.shape)}")
+    if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        raise ValueError(f"{name} must hold word ids in [0, {vocab}); got values in [{int(ids.min())}, "
+                         f"{int(ids.max())}]")
     if lengths is not None:
         if not isinstance(lengths, torch.Tensor) or lengths.shape != ids.shape[:1]:
             got = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths).__name__
             raise ValueError(f"{name}_lengths must be a ({ids.shape[0]},) tensor; got {got}")
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise TypeError(f"{name}_lengths must be integer lengths; got dtype {lengths.dtype}")
+        check_values(f"{name}_lengths", lengths)
+        if lengths.device != ids.device:
+            raise ValueError(f"{name}_lengths must be on {name}'s device ({ids.device}); got {lengths.device}")
         if int(lengths.min()) < 1 or int(lengths.max()) > ids.shape[1]:
             raise ValueError(f"{name}_lengths must lie in [1, {ids.shape[1]}]; got {lengths.tolist()}")
     return ids
@@ -62,6 +81,11 @@ def perturb_weights(w: torch.Tensor, pad: torch.Tensor, how: str, *,
     weights among its real keys (Jain and Wallace, 2019); ``how="uniform"`` spreads each row
     evenly over them (Wiegreffe and Pinter, 2019). Rows still sum to 1; padding keeps 0.
     """
+    check_tensor("w", w, min_rank=3, shape="(B, Lq, Lk)")
+    check_tensor("pad", pad, floating=False, shape="(B, Lk)")
+    if w.dim() != 3 or pad.dtype != torch.bool or pad.shape != (w.shape[0], w.shape[2]) or pad.device != w.device:
+        raise ValueError(f"need w: (B, Lq, Lk) and a bool pad: (B, Lk) on w's device; got w: {tuple(w.shape)}, "
+                         f"pad: {tuple(pad.shape)} {pad.dtype} on {pad.device}")
     keep = pad[:, None, :].expand_as(w)  # (B, Lq, Lk)
     if how == "uniform":
         u = keep.to(w.dtype)
@@ -76,6 +100,11 @@ def perturb_weights(w: torch.Tensor, pad: torch.Tensor, how: str, *,
 
 def pair_features(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``[u, v, |u - v|, u * v]``: the usual way to compare two sentence vectors ``(B, d)`` -> ``(B, 4d)``."""
+    check_tensor("u", u, min_rank=1, shape="(B, d)")
+    check_tensor("v", v, min_rank=1, shape="(B, d)")
+    if u.shape != v.shape:
+        raise ValueError(f"u and v must have one shape; got u: {tuple(u.shape)}, v: {tuple(v.shape)}")
+    check_same_dtype_device(u=u, v=v)
     return torch.cat([u, v, (u - v).abs(), u * v], -1)
 
 
@@ -84,6 +113,7 @@ class BagOfWords(nn.Module):
 
     def __init__(self, vocab_size: int, *, embed: int = 32, hidden: int = 64, classes: int = 3) -> None:
         super().__init__()
+        check_sizes(vocab_size=vocab_size, embed=embed, hidden=hidden, classes=classes)
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.head = _mlp(4 * embed, hidden, classes)
 
@@ -94,8 +124,8 @@ class BagOfWords(nn.Module):
     def forward(self, premise: torch.Tensor, premise_lengths: torch.Tensor, hypothesis: torch.Tensor,
                 hypothesis_lengths: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)``."""
-        _check_ids("premise", premise, premise_lengths)
-        _check_ids("hypothesis", hypothesis, hypothesis_lengths)
+        _check_ids("premise", premise, premise_lengths, self.embed.num_embeddings)
+        _check_ids("hypothesis", hypothesis, hypothesis_lengths, self.embed.num_embeddings)
         return self.head(pair_features(self.encode(premise, premise_lengths),
                                        self.encode(hypothesis, hypothesis_lengths)))
 
@@ -106,8 +136,17 @@ def distance_bias_mask(bias: torch.Tensor, lengths: torch.Tensor, L: int) -> tor
     ``bias: (2m + 1,)``. Added to the scores by :func:`attnkit.attend`, it is Parikh et al.'s
     distance-sensitive bias $d_{i-j}$ (offsets of ``m`` words or more share one bucket per side).
     """
+    check_tensor("bias", bias, min_rank=1, shape="(2m + 1,)")
+    if bias.dim() != 1 or bias.shape[0] % 2 == 0:
+        raise ValueError(f"bias must be (2m + 1,), one entry per clipped offset; got shape {tuple(bias.shape)}")
+    check_int("L", L, minimum=1)
+    if not isinstance(lengths, torch.Tensor) or lengths.device != bias.device or lengths.dim() != 1:
+        raise ValueError("lengths must be a 1-D tensor of sentence lengths on bias's device")
+    check_values("lengths", lengths)
+    if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > L):
+        raise ValueError(f"lengths must lie in [1, L = {L}]; got {lengths.tolist()}")
     m = (bias.shape[0] - 1) // 2
-    pos = torch.arange(L)
+    pos = torch.arange(L, device=bias.device)
     offset = (pos[:, None] - pos[None, :]).clamp(-m, m) + m  # (L, L): i - j, clipped and shifted
     d = bias[offset]  # (L, L)
     keep = key_mask(_pad(lengths, L))  # (B, 1, L)
@@ -132,6 +171,8 @@ class DecomposableAttention(nn.Module):
     def __init__(self, vocab_size: int, *, embed: int = 32, hidden: int = 64, classes: int = 3,
                  intra: bool = False, max_distance: int = 6) -> None:
         super().__init__()
+        check_sizes(vocab_size=vocab_size, embed=embed, hidden=hidden, classes=classes)
+        check_int("max_distance", max_distance, minimum=0)
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.intra = intra
         width = 2 * embed if intra else embed
@@ -161,8 +202,8 @@ class DecomposableAttention(nn.Module):
         ``"beta": (B, Lp, Lh)`` (premise word -> hypothesis), ``"alpha": (B, Lh, Lp)`` and, with
         intra-attention, ``"intra_premise"``, ``"intra_hypothesis"``. ``perturb`` (``"permute"``
         or ``"uniform"``) replaces the alignment weights by :func:`perturb_weights`."""
-        _check_ids("premise", premise, premise_lengths)
-        _check_ids("hypothesis", hypothesis, hypothesis_lengths)
+        _check_ids("premise", premise, premise_lengths, self.embed.num_embeddings)
+        _check_ids("hypothesis", hypothesis, hypothesis_lengths, self.embed.num_embeddings)
         a, wa = self.represent(premise, premise_lengths)  # (B, Lp, w)
         b, wb = self.represent(hypothesis, hypothesis_lengths)  # (B, Lh, w)
         pad_a, pad_b = _pad(premise_lengths, a.shape[1]), _pad(hypothesis_lengths, b.shape[1])  # (B, L)
@@ -203,6 +244,9 @@ class LSTMN(nn.Module):
 
     def __init__(self, input_size: int, hidden: int, *, att: int | None = None) -> None:
         super().__init__()
+        check_sizes(input_size=input_size, hidden=hidden)
+        if att is not None:
+            check_sizes(att=att)
         att = att or hidden
         self.hidden = hidden
         self.W_q = nn.Parameter(torch.randn(att, input_size + hidden) / (input_size + hidden) ** 0.5)
@@ -219,6 +263,21 @@ class LSTMN(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must be (B, L, E); got {got}")
+        w = self.gates.weight
+        E = w.shape[1] - self.hidden
+        if not x.is_floating_point() or x.shape[-1] != E or x.dtype != w.dtype or x.device != w.device:
+            raise TypeError(f"x must be (B, L, {E}) of the module's dtype and device ({w.dtype} on {w.device}); got "
+                            f"shape {tuple(x.shape)}, {x.dtype} on {x.device}")
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"x must hold at least one sequence of at least one step; got shape {tuple(x.shape)}")
+        if lengths is not None:
+            if not isinstance(lengths, torch.Tensor) or lengths.device != x.device or lengths.shape != x.shape[:1]:
+                got = f"shape {tuple(lengths.shape)}" if isinstance(lengths, torch.Tensor) else type(lengths).__name__
+                raise TypeError(f"lengths must be a (B,) = ({x.shape[0]},) tensor on x's device ({x.device}); "
+                                f"got {got}")
+            check_values("lengths", lengths)
+            if int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
+                raise ValueError(f"lengths must lie in [1, L = {x.shape[1]}]; got {lengths.tolist()}")
         B, L, _ = x.shape
         pad = torch.ones(B, L, dtype=torch.bool, device=x.device) if lengths is None else _pad(lengths, L)  # (B, L)
         params = {"W_q": self.W_q, "W_k": self.W_k, "w": self.w}
@@ -251,6 +310,7 @@ class LSTMNClassifier(nn.Module):
 
     def __init__(self, vocab_size: int, *, embed: int = 32, hidden: int = 48, classes: int = 3) -> None:
         super().__init__()
+        check_sizes(vocab_size=vocab_size, embed=embed, hidden=hidden, classes=classes)
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.reader = LSTMN(embed, hidden)
         self.head = _mlp(4 * hidden, hidden, classes)
@@ -264,8 +324,8 @@ class LSTMNClassifier(nn.Module):
     def forward(self, premise: torch.Tensor, premise_lengths: torch.Tensor, hypothesis: torch.Tensor,
                 hypothesis_lengths: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)``."""
-        _check_ids("premise", premise, premise_lengths)
-        _check_ids("hypothesis", hypothesis, hypothesis_lengths)
+        _check_ids("premise", premise, premise_lengths, self.embed.num_embeddings)
+        _check_ids("hypothesis", hypothesis, hypothesis_lengths, self.embed.num_embeddings)
         u, _ = self.encode(premise, premise_lengths)
         v, _ = self.encode(hypothesis, hypothesis_lengths)
         return self.head(pair_features(u, v))
@@ -299,6 +359,7 @@ class StructuredSelfAttention(nn.Module):
     def __init__(self, vocab_size: int, *, embed: int = 32, hidden: int = 32, att: int = 32, heads: int = 4,
                  classes: int = 3) -> None:
         super().__init__()
+        check_sizes(vocab_size=vocab_size, embed=embed, hidden=hidden, att=att, heads=heads, classes=classes)
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.lstm = nn.LSTM(embed, hidden, batch_first=True, bidirectional=True)
         self.W_s1 = nn.Linear(2 * hidden, att, bias=False)
@@ -330,6 +391,8 @@ class StructuredSelfAttention(nn.Module):
                 generator: torch.Generator | None = None
                 ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Logits ``(B, classes)``; with ``return_weights`` also ``(A_premise, A_hypothesis)``."""
+        _check_ids("premise", premise, premise_lengths, self.embed.num_embeddings)
+        _check_ids("hypothesis", hypothesis, hypothesis_lengths, self.embed.num_embeddings)
         Mp, Ap = self.encode(premise, premise_lengths, perturb=perturb, generator=generator)
         Mh, Ah = self.encode(hypothesis, hypothesis_lengths, perturb=perturb, generator=generator)
         logits = self.head(pair_features(Mp.flatten(1), Mh.flatten(1)))  # (B, 4 r 2u) -> (B, classes)
@@ -343,6 +406,10 @@ def train_nli(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 64,
     ``penalty`` adds ``penalty * mean(attention_penalty(A))`` over both sentences' heads (only
     for :class:`StructuredSelfAttention`). Returns the cross-entropy of every step.
     """
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_positive("lr", lr)
+    check_positive("penalty", penalty, allow_zero=True)
     if penalty and not isinstance(model, StructuredSelfAttention):
         raise ValueError(f"penalty needs a StructuredSelfAttention model; got {type(model).__name__}")
     g = torch.Generator().manual_seed(seed)
@@ -389,6 +456,8 @@ def perturbation_effect(model: nn.Module, data, how: str = "permute", *, seed: i
     accuracy before and after, the share of predictions that change, and the mean total
     variation distance $\\tfrac12 \\lVert p - p' \\rVert_1$ between the output distributions.
     """
+    if how not in ("permute", "uniform"):
+        raise ValueError(f"how must be 'permute' or 'uniform'; got {how!r}")
     args = (data.premise, data.premise_lengths, data.hypothesis, data.hypothesis_lengths)
     p = torch.softmax(model(*args), -1)
     g = torch.Generator().manual_seed(seed)

@@ -38,7 +38,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tqdm.auto import tqdm
 
-from attnkit._checks import check_tensor
+from attnkit._checks import (
+    check_int,
+    check_positive,
+    check_probability,
+    check_sizes,
+    check_tensor,
+    check_values,
+)
 from attnkit.core import attend
 from attnkit.datasets.translation import EOS, Vocab, make_batch
 from attnkit.masks import key_mask, padding_mask
@@ -50,7 +57,8 @@ SEQ2SEQ_SCORES = ("additive", "dot", "general", "concat")
 """Score names a decoder accepts (``concat`` is Luong's name for the additive form)."""
 
 
-def _check_ids(name: str, x: object, rank: int = 2) -> torch.Tensor:
+def _check_ids(name: str, x: object, rank: int = 2, vocab: int | None = None,
+               device: torch.device | None = None, device_of: str = "the model") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of token ids; got {type(x).__name__}")
     if x.dtype != torch.long:
@@ -58,11 +66,18 @@ def _check_ids(name: str, x: object, rank: int = 2) -> torch.Tensor:
     if x.dim() != rank:
         raise ValueError(f"{name} must have {rank} dimensions ({'(B, L)' if rank == 2 else '(B,)'}); "
                          f"got shape {tuple(x.shape)}")
+    if rank == 2 and (x.shape[0] < 1 or x.shape[1] < 1):
+        raise ValueError(f"{name} must hold at least one sentence of at least one token; got shape {tuple(x.shape)}")
+    check_values(name, x)
+    if device is not None and x.device != device:
+        raise ValueError(f"{name} must be on the device of {device_of} ({device}); got {x.device}")
+    if vocab is not None and x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):
+        raise ValueError(f"{name} must hold ids in [0, {vocab}); got values in [{int(x.min())}, {int(x.max())}]")
     return x
 
 
 def _check_lengths(src: torch.Tensor, src_len: object) -> torch.Tensor:
-    src_len = _check_ids("src_len", src_len, rank=1)
+    src_len = _check_ids("src_len", src_len, rank=1, device=src.device, device_of="src")
     if src_len.shape[0] != src.shape[0]:
         raise ValueError(f"src_len needs one length per sentence: src has B = {src.shape[0]} rows, "
                          f"src_len has {src_len.shape[0]} entries")
@@ -86,7 +101,14 @@ def local_mask(p: torch.Tensor, src_len: torch.Tensor, S: int, D: int) -> torch.
     ``p``, so the position predictor learns through it.
     """
     check_tensor("p", p, min_rank=2, shape="(B, T)")
-    src_len = _check_ids("src_len", src_len, rank=1)
+    if p.dim() != 2:
+        raise ValueError(f"p must be window centres (B, T); got shape {tuple(p.shape)}")
+    src_len = _check_ids("src_len", src_len, rank=1, device=p.device, device_of="p")
+    if src_len.shape[0] != p.shape[0]:
+        raise ValueError(f"p and src_len need one batch size; got p: {tuple(p.shape)}, src_len: {tuple(src_len.shape)}")
+    check_int("S", S, minimum=1)
+    if int(src_len.min()) < 1 or int(src_len.max()) > S:
+        raise ValueError(f"src_len must be in [1, S = {S}]; got {src_len.tolist()}")
     if isinstance(D, bool) or not isinstance(D, int) or D < 1:
         raise ValueError(f"D (half-width of the window) must be an int >= 1; got {D!r}")
     j = torch.arange(S, device=p.device, dtype=p.dtype)  # (S,)
@@ -94,7 +116,16 @@ def local_mask(p: torch.Tensor, src_len: torch.Tensor, S: int, D: int) -> torch.
     sigma = D / 2
     m = -dist.square() / (2 * sigma**2)  # log exp(-(j - p)^2 / 2 sigma^2)
     keep = (dist.abs() <= D) & (j < src_len[:, None, None])  # (B, T, S)
-    return m.masked_fill(~keep, float("-inf"))
+    return m.masked_fill(~keep & ~torch.isnan(dist), float("-inf"))  # a NaN centre stays NaN
+
+
+def _check_decoder_input(tgt_in: object, enc: object, emb: nn.Embedding) -> None:
+    _check_ids("tgt_in", tgt_in, vocab=emb.num_embeddings, device=emb.weight.device)
+    if not isinstance(enc, Encoded):
+        raise TypeError(f"enc must be the Encoded output of an Encoder; got {type(enc).__name__}")
+    if enc.h.shape[0] != tgt_in.shape[0]:
+        raise ValueError(f"tgt_in and enc need one batch size; got tgt_in: {tuple(tgt_in.shape)}, "
+                         f"enc.h: {tuple(enc.h.shape)}")
 
 
 class Score(nn.Module):
@@ -107,7 +138,8 @@ class Score(nn.Module):
     def __init__(self, kind: str, H: int, A: int) -> None:
         super().__init__()
         if kind not in SEQ2SEQ_SCORES:
-            raise ValueError(f"score must be one of {SEQ2SEQ_SCORES}; got {kind!r}")
+            raise ValueError(f"score must be one of {SEQ2SEQ_SCORES}; got kind = {kind!r}")
+        check_sizes(H=H, A=A)
         self.kind = kind
         if kind == "general":
             self.W = nn.Parameter(torch.randn(H, H) / math.sqrt(H))
@@ -141,6 +173,8 @@ class Encoder(nn.Module):
 
     def __init__(self, V: int, E: int, H: int, dropout: float = 0.0) -> None:
         super().__init__()
+        check_sizes(V=V, E=E, H=H)
+        check_probability("dropout", dropout)
         self.drop = nn.Dropout(dropout)
         if H % 2:
             raise ValueError(f"hidden width H must be even (two directions of H // 2); got {H}")
@@ -148,6 +182,8 @@ class Encoder(nn.Module):
         self.rnn = nn.GRU(E, H // 2, batch_first=True, bidirectional=True)
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> Encoded:
+        _check_ids("src", src, vocab=self.emb.num_embeddings, device=self.emb.weight.device)
+        src_len = _check_lengths(src, src_len)
         packed = pack_padded_sequence(self.drop(self.emb(src)), src_len.cpu(), batch_first=True, enforce_sorted=False)
         out, last = self.rnn(packed)  # last: (2, B, H/2)
         h, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])  # (B, S, H)
@@ -165,6 +201,8 @@ class BahdanauDecoder(nn.Module):
     def __init__(self, V: int, E: int, H: int, *, score: str = "additive", A: int = 32,
                  attention: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
+        check_sizes(V=V, E=E, H=H, A=A)
+        check_probability("dropout", dropout)
         self.drop = nn.Dropout(dropout)
         self.emb = nn.Embedding(V, E, padding_idx=0)
         self.init = nn.Linear(H, H)
@@ -190,6 +228,7 @@ class BahdanauDecoder(nn.Module):
 
     def forward(self, tgt_in: torch.Tensor, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: ``tgt_in (B, T)`` -> logits ``(B, T, V)``, weights ``(B, T, S)``."""
+        _check_decoder_input(tgt_in, enc, self.emb)
         s = self.init_state(enc)
         logits, weights = [], []
         for t in range(tgt_in.shape[1]):
@@ -210,6 +249,8 @@ class LuongDecoder(nn.Module):
     def __init__(self, V: int, E: int, H: int, *, score: str = "general", A: int = 32,
                  window: int | None = None, position: str = "predictive", dropout: float = 0.0) -> None:
         super().__init__()
+        check_sizes(V=V, E=E, H=H, A=A)
+        check_probability("dropout", dropout)
         self.drop = nn.Dropout(dropout)
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
             raise ValueError(f"window must be None (global) or an int D >= 1 (local); got {window!r}")
@@ -253,6 +294,7 @@ class LuongDecoder(nn.Module):
 
     def forward(self, tgt_in: torch.Tensor, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing, all steps at once: ``tgt_in (B, T)`` -> logits ``(B, T, V)``, weights ``(B, T, S)``."""
+        _check_decoder_input(tgt_in, enc, self.emb)
         s, _ = self.rnn(self.drop(self.emb(tgt_in)), self.init_state(enc).unsqueeze(0))  # s_1..s_T: (B, T, H)
         return self._attend(s, enc, 0)
 
@@ -278,6 +320,7 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"attention must be one of {ATTENTIONS}; got {attention!r}")
         if window is not None and attention != "luong":
             raise ValueError(f"local attention (window={window}) needs attention='luong'; got {attention!r}")
+        check_sizes(src_vocab=src_vocab, tgt_vocab=tgt_vocab, E=E, H=H, A=A)
         self.attention = attention
         self.encoder = Encoder(src_vocab, E, H, dropout)
         if attention == "luong":
@@ -351,6 +394,8 @@ def train_seq2seq(model: Seq2Seq, pairs: Sequence[tuple[str, str]], src_vocab: V
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
     if len(pairs) == 0:
         raise ValueError("pairs is empty: nothing to train on")
+    check_positive("lr", lr)
+    check_positive("clip", clip)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(pairs) // batch_size)
@@ -386,6 +431,7 @@ def translate(model: Seq2Seq, sentence: str, src_vocab: Vocab, tgt_vocab: Vocab,
     The source words end with ``</s>`` (the encoder reads it too); the output words end with
     ``</s>`` when the decoder emitted it. Row ``i`` of the weights is the attention of step ``i``.
     """
+    check_int("max_len", max_len, minimum=1)
     src = torch.tensor([src_vocab.encode(sentence)])  # (1, S)
     ids, w = model.greedy(src, torch.tensor([src.shape[1]]), max_len)
     words = [tgt_vocab.words[int(i)] for i in ids[0]]
@@ -407,6 +453,10 @@ def evaluate(model: Seq2Seq, pairs: Sequence[tuple[str, str]], src_vocab: Vocab,
     Returns ``{"exact": float, "token": float, "lengths": [...], "exact_each": [...],
     "token_each": [...], "outputs": [...]}`` (lengths are English words).
     """
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("max_len", max_len, minimum=1)
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty: nothing to evaluate")
     outputs = []
     for i in range(0, len(pairs), batch_size):
         b = make_batch(pairs[i : i + batch_size], src_vocab, tgt_vocab)

@@ -28,12 +28,23 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from attnkit._checks import check_tensor
+from attnkit._checks import (
+    check_index_tensor,
+    check_int,
+    check_module_input,
+    check_positive,
+    check_same_dtype_device,
+    check_sizes,
+    check_tensor,
+    check_values,
+    shape_str,
+)
 from attnkit.core import attend
 
 
 def coordinate_channels(B: int, H: int, W: int, *, device: torch.device | str | None = None) -> torch.Tensor:
     """``(B, 2, H, W)`` maps of the column (x) and row (y) position, each in ``[-1, 1]``."""
+    check_sizes(B=B, H=H, W=W)
     ys = torch.linspace(-1, 1, H, device=device)
     xs = torch.linspace(-1, 1, W, device=device)
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
@@ -50,6 +61,7 @@ class GridEncoder(nn.Module):
 
     def __init__(self, channels: int = 32) -> None:
         super().__init__()
+        check_sizes(channels=channels)
         self.net = nn.Sequential(
             nn.Conv2d(5, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(16, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(), nn.MaxPool2d(2),
@@ -61,8 +73,10 @@ class GridEncoder(nn.Module):
         check_tensor("images", images, min_rank=4, shape="(B, 3, S, S)")
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, S, S); got shape {tuple(images.shape)}")
-        if images.shape[-1] % 4 or images.shape[-2] % 4:
-            raise ValueError(f"images' height and width must be multiples of 4; got shape {tuple(images.shape)}")
+        if images.shape[-1] % 4 or images.shape[-2] % 4 or min(images.shape[-2:]) < 4 or images.shape[0] < 1:
+            raise ValueError(f"images' height and width must be multiples of 4 (and the batch not empty); got shape "
+                             f"{tuple(images.shape)}")
+        check_module_input("images", images, self.net[0].weight, rank=4, shape="(B, 3, S, S)")
         B, _, S1, S2 = images.shape
         x = torch.cat([images, coordinate_channels(B, S1, S2, device=images.device)], 1)  # (B, 5, S, S)
         f = self.net(x)  # (B, C, g, g)
@@ -97,6 +111,7 @@ class ShowAttendTell(nn.Module):
     def __init__(self, vocab_size: int, *, embed: int = 16, hidden: int = 64, att: int = 32,
                  channels: int = 32) -> None:
         super().__init__()
+        check_sizes(vocab_size=vocab_size, embed=embed, hidden=hidden, att=att, channels=channels)
         self.encoder = GridEncoder(channels)
         D = self.encoder.dim
         self.embed = nn.Embedding(vocab_size, embed)
@@ -141,13 +156,16 @@ class ShowAttendTell(nn.Module):
             got = f"dtype {tokens.dtype}, shape {tuple(tokens.shape)}" if isinstance(tokens, torch.Tensor) \
                 else type(tokens).__name__
             raise TypeError(f"tokens must be a (B, T) long tensor of word ids; got {got}")
-        if tokens.shape[0] != images.shape[0]:
-            raise ValueError(f"images and tokens need the same batch size; got images: {tuple(images.shape)}, "
-                             f"tokens: {tuple(tokens.shape)}")
+        check_tensor("images", images, min_rank=4, shape="(B, 3, S, S)")
+        check_values("tokens", tokens)
+        if tokens.shape[0] != images.shape[0] or tokens.device != images.device:
+            raise ValueError(f"images and tokens need the same batch size and device; got images: "
+                             f"{tuple(images.shape)} on {images.device}, tokens: {tuple(tokens.shape)} on "
+                             f"{tokens.device}")
         if tokens.shape[1] < 2:
             raise ValueError(f"tokens need <bos> and at least one word; got shape {tuple(tokens.shape)}")
         if int(tokens.max()) >= self.vocab_size or int(tokens.min()) < 0:
-            raise ValueError(f"token ids must lie in [0, {self.vocab_size}); got range "
+            raise ValueError(f"tokens: token ids must lie in [0, {self.vocab_size}); got range "
                              f"[{int(tokens.min())}, {int(tokens.max())}]")
         feats = self.encoder(images)  # (B, G, D)
         state = self._start(feats)
@@ -201,8 +219,13 @@ def caption_loss(logits: torch.Tensor, targets: torch.Tensor, *, pad_id: int = 0
     the negative log-likelihood of each caption.
     """
     check_tensor("logits", logits, min_rank=3, shape="(B, T, V)")
-    if targets.shape != logits.shape[:2]:
-        raise ValueError(f"targets must be (B, T) = {tuple(logits.shape[:2])}; got shape {tuple(targets.shape)}")
+    if logits.dim() != 3 or logits.shape[-1] < 1:
+        raise ValueError(f"logits must be (B, T, V) with V >= 1; got shape {shape_str(logits)}")
+    check_index_tensor("targets", targets, low=0, high=logits.shape[-1], rank=2)
+    if targets.shape != logits.shape[:2] or targets.device != logits.device:
+        raise ValueError(f"targets must be (B, T) = {tuple(logits.shape[:2])} on {logits.device} (logits: "
+                         f"{shape_str(logits)}); got shape {tuple(targets.shape)} on {targets.device}")
+    check_int("pad_id", pad_id, minimum=0)
     nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
     keep = (targets != pad_id).to(nll.dtype)
     if reduction == "sum_per_caption":
@@ -240,6 +263,14 @@ def train_captioner(model: ShowAttendTell, images: torch.Tensor, tokens: torch.T
     """
     if attention not in ("soft", "hard"):
         raise ValueError(f"attention must be 'soft' or 'hard'; got {attention!r}")
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_positive("lr", lr)
+    for name, value in (("doubly_stochastic", doubly_stochastic), ("reinforce_weight", reinforce_weight),
+                        ("entropy_weight", entropy_weight)):
+        check_positive(name, value, allow_zero=True)
+    check_tensor("images", images, min_rank=4, shape="(N, 3, S, S)")
+    check_tensor("tokens", tokens, min_rank=2, floating=False, shape="(N, T)")
     if images.shape[0] != tokens.shape[0]:
         raise ValueError(f"images and tokens need the same number of examples; got {images.shape[0]} "
                          f"and {tokens.shape[0]}")
@@ -289,6 +320,13 @@ def caption_accuracy(model: ShowAttendTell, images: torch.Tensor, tokens: torch.
 
     Word accuracy compares position by position over the reference's words and ``<eos>``.
     """
+    check_int("batch_size", batch_size, minimum=1)
+    check_tensor("images", images, min_rank=4, shape="(N, 3, S, S)")
+    check_tensor("tokens", tokens, min_rank=2, floating=False, shape="(N, T)")
+    if tokens.dim() != 2 or tokens.shape[0] != images.shape[0] or tokens.shape[0] < 1 or tokens.shape[1] < 2:
+        raise ValueError(f"tokens must be (N, T) with T >= 2 (<bos>, words), one caption per image of images: "
+                         f"{shape_str(images)}; got shape {shape_str(tokens)}")
+    check_index_tensor("tokens", tokens, low=0, high=model.vocab_size, rank=2)
     exact = words = total = 0
     for i in range(0, images.shape[0], batch_size):
         ref = tokens[i:i + batch_size, 1:]  # (B, T - 1): words and <eos>, then padding
@@ -309,12 +347,22 @@ def attention_on_object(weights: torch.Tensor, centers: torch.Tensor, image_size
     ``(x, y)`` in pixels -> ``(B, T, 2)``: for every step, the mass on the first and on the
     second object (default radius: a quarter of the canvas).
     """
+    check_tensor("weights", weights, min_rank=3, shape="(B, T, G)")
+    check_tensor("centers", centers, min_rank=3, shape="(B, 2, 2)")
+    if weights.dim() != 3 or centers.shape != (weights.shape[0], 2, 2) or weights.shape[-1] < 1:
+        raise ValueError(f"need weights: (B, T, G) and centers: (B, 2, 2) of one B; got weights: "
+                         f"{shape_str(weights)}, centers: {shape_str(centers)}")
+    check_same_dtype_device(weights=weights, centers=centers.to(weights.dtype))
+    check_int("image_size", image_size, minimum=1)
+    if radius is not None:
+        check_positive("radius", radius)
     G = weights.shape[-1]
     g = round(G**0.5)
     if g * g != G:
         raise ValueError(f"weights' last dimension must be a square grid g*g; got {G}")
     cell = image_size / g
-    ys, xs = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(g, device=weights.device), torch.arange(g, device=weights.device),
+                            indexing="ij")
     pos = torch.stack([xs, ys], -1).reshape(G, 2).to(weights.dtype) * cell + (cell - 1) / 2  # (G, 2) pixels
     radius = image_size / 4 if radius is None else radius
     dist = (pos[None, None] - centers[:, :, None, :].to(weights.dtype)).norm(dim=-1)  # (B, 2, G)
@@ -324,6 +372,10 @@ def attention_on_object(weights: torch.Tensor, centers: torch.Tensor, image_size
 
 def upsample_weights(weights: torch.Tensor, image_size: int) -> torch.Tensor:
     """Attention rows ``(..., G)`` on a ``g x g`` grid -> smooth maps ``(..., S, S)`` for overlays."""
+    check_tensor("weights", weights, min_rank=1, shape="(..., G)")
+    check_int("image_size", image_size, minimum=1)
+    if weights.numel() == 0:
+        raise ValueError(f"weights is empty; got shape {shape_str(weights)}")
     G = weights.shape[-1]
     g = round(G**0.5)
     if g * g != G:

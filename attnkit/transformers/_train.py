@@ -30,6 +30,13 @@ def minibatch_adam(model: nn.Module, n: int, batch_loss: Callable[[torch.Tensor]
     """
     from tqdm.auto import tqdm
 
+    from attnkit._checks import check_int, check_positive
+
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_positive("lr", lr)
+    if n < 1:
+        raise ValueError("there is nothing to train on: the training set is empty")
     opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     losses = []
     bar = tqdm(total=epochs * (-(-n // batch_size)), desc=desc, disable=not progress)

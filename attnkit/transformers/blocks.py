@@ -27,7 +27,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from attnkit._checks import check_int, check_positive, check_tensor, shape_str
+from attnkit._checks import (
+    arg_name,
+    argument_names,
+    check_ids,
+    check_int,
+    check_module_input,
+    check_positive,
+    check_probability,
+    check_sizes,
+    check_tensor,
+    shape_str,
+)
 from attnkit.core import attend, attention_scores
 from attnkit.masks import causal_mask
 from attnkit.mha import MultiHeadAttention
@@ -59,6 +70,7 @@ def scaling_experiment(dims: Sequence[int], *, n_keys: int = 16, n_samples: int 
     """
     if len(dims) == 0:
         raise ValueError("dims is empty: give at least one width d")
+    check_sizes(n_keys=n_keys, n_samples=n_samples)
     for d in dims:
         check_int("every entry of dims", d, minimum=1)
     g = torch.Generator().manual_seed(seed)
@@ -94,7 +106,14 @@ class FeedForward(nn.Sequential):
     """The position-wise feed-forward network ``Linear(E, F) -> ReLU -> Linear(F, E)``."""
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
+        check_sizes(d_model=d_model, d_ff=d_ff)
+        check_probability("dropout", dropout)
         super().__init__(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        w = self[0].weight
+        check_module_input(arg_name("input"), input, w, width=w.shape[1], shape=f"(..., {w.shape[1]})")
+        return super().forward(input)
 
 
 def _check_norm(norm: str) -> str:
@@ -103,11 +122,19 @@ def _check_norm(norm: str) -> str:
     return norm
 
 
-def _check_input(name: str, x: object, d_model: int) -> torch.Tensor:
+def _check_input(name: str, x: object, d_model: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    name = arg_name(name)  # the caller's name for it (TinyTransformer passes "src", "tgt_in")
     check_tensor(name, x, min_rank=3, shape=f"(B, L, {d_model})")
     if x.dim() != 3 or x.shape[-1] != d_model:
         raise ValueError(f"{name} must be (B, L, {d_model}); got shape {shape_str(x)}")
+    if weight is not None:
+        check_module_input(name, x, weight, rank=3, shape=f"(B, L, {d_model})")
     return x
+
+
+def _check_block(d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+    check_sizes(d_model=d_model, n_heads=n_heads, d_ff=d_ff)
+    check_probability("dropout", dropout)
 
 
 class EncoderBlock(nn.Module):
@@ -130,6 +157,7 @@ class EncoderBlock(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, *, norm: str = "pre", dropout: float = 0.0,
                  score: str | Callable = "scaled_dot") -> None:
         super().__init__()
+        _check_block(d_model, n_heads, d_ff, dropout)
         self.norm = _check_norm(norm)
         self.attn = MultiHeadAttention(d_model, n_heads, score=score, dropout=dropout)
         self.ff = FeedForward(d_model, d_ff, dropout)
@@ -138,12 +166,14 @@ class EncoderBlock(nn.Module):
         self.weights: torch.Tensor | None = None
 
     def _attend(self, x: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
-        out, w = self.attn(x, key_padding=key_padding)
+        x_name = arg_name("x")
+        with argument_names(query=x_name, key=x_name, value=x_name, key_padding=arg_name("key_padding")):
+            out, w = self.attn(x, key_padding=key_padding)
         self.weights = w.detach()
         return self.drop(out)
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
-        _check_input("x", x, self.attn.embed_dim)
+        _check_input("x", x, self.attn.embed_dim, self.ln1.weight)
         if self.norm == "pre":
             x = x + self._attend(self.ln1(x), key_padding)  # x + MHA(LN(x))
             return x + self.drop(self.ff(self.ln2(x)))  # x + FF(LN(x))
@@ -167,6 +197,7 @@ class DecoderBlock(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, *, norm: str = "pre", dropout: float = 0.0,
                  score: str | Callable = "scaled_dot") -> None:
         super().__init__()
+        _check_block(d_model, n_heads, d_ff, dropout)
         self.norm = _check_norm(norm)
         self.self_attn = MultiHeadAttention(d_model, n_heads, score=score, dropout=dropout)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
@@ -177,19 +208,23 @@ class DecoderBlock(nn.Module):
         self.cross_weights: torch.Tensor | None = None
 
     def _self(self, y: torch.Tensor) -> torch.Tensor:
-        out, w = self.self_attn(y, mask=causal_mask(y.shape[1], device=y.device))  # (T, T) mask
+        y_name = arg_name("y")
+        with argument_names(query=y_name, key=y_name, value=y_name):
+            out, w = self.self_attn(y, mask=causal_mask(y.shape[1], device=y.device))  # (T, T) mask
         self.self_weights = w.detach()
         return self.drop(out)
 
     def _cross(self, y: torch.Tensor, memory: torch.Tensor, memory_padding: torch.Tensor | None) -> torch.Tensor:
-        out, w = self.cross_attn(y, memory, memory, key_padding=memory_padding)
+        with argument_names(query=arg_name("y"), key=arg_name("memory"), value=arg_name("memory"),
+                            key_padding=arg_name("memory_padding")):
+            out, w = self.cross_attn(y, memory, memory, key_padding=memory_padding)
         self.cross_weights = w.detach()
         return self.drop(out)
 
     def forward(self, y: torch.Tensor, memory: torch.Tensor,
                 memory_padding: torch.Tensor | None = None) -> torch.Tensor:
-        _check_input("y", y, self.self_attn.embed_dim)
-        _check_input("memory", memory, self.self_attn.embed_dim)
+        _check_input("y", y, self.self_attn.embed_dim, self.ln1.weight)
+        _check_input("memory", memory, self.self_attn.embed_dim, self.ln1.weight)
         if self.norm == "pre":
             y = y + self._self(self.ln1(y))
             y = y + self._cross(self.ln2(y), memory, memory_padding)
@@ -209,6 +244,7 @@ class TransformerEncoder(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, n_layers: int = 1, *, norm: str = "pre",
                  dropout: float = 0.0, score: str | Callable = "scaled_dot") -> None:
         super().__init__()
+        _check_block(d_model, n_heads, d_ff, dropout)
         check_int("n_layers", n_layers, minimum=1)
         self.layers = nn.ModuleList(EncoderBlock(d_model, n_heads, d_ff, norm=norm, dropout=dropout, score=score)
                                     for _ in range(n_layers))
@@ -247,6 +283,8 @@ class TinyTransformer(nn.Module):
                  positions: str = "sinusoidal", norm: str = "pre", max_len: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
         check_int("vocab_size", vocab_size, minimum=1)
+        _check_block(d_model, n_heads, d_ff, dropout)
+        check_sizes(n_layers=n_layers, max_len=max_len)
         if positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}; got {positions!r}")
         self.vocab_size, self.bos, self.positions, self.max_len = vocab_size, vocab_size, positions, max_len
@@ -261,6 +299,8 @@ class TinyTransformer(nn.Module):
         self.head = nn.Linear(d_model, vocab_size)
 
     def _embed(self, tokens: torch.Tensor, name: str) -> torch.Tensor:
+        if isinstance(tokens, torch.Tensor) and tokens.device != self.embed.weight.device:
+            raise ValueError(f"{name} must be on the model's device ({self.embed.weight.device}); got {tokens.device}")
         if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.dim() != 2:
             is_t = isinstance(tokens, torch.Tensor)
             got = f"shape {tuple(tokens.shape)}, dtype {tokens.dtype}" if is_t else type(tokens).__name__
@@ -280,14 +320,20 @@ class TinyTransformer(nn.Module):
 
     def encode(self, src: torch.Tensor, src_padding: torch.Tensor | None = None) -> torch.Tensor:
         """The encoder's output ``(B, L, E)`` for ``src (B, L)``."""
-        return self.encoder(self._embed(src, "src"), src_padding)
+        x = self._embed(src, "src")
+        with argument_names(x="src", key_padding="src_padding"):
+            return self.encoder(x, src_padding)
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor,
                src_padding: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, T, V)`` for decoder inputs ``tgt_in (B, T)`` given ``memory (B, L, E)``."""
         y = self._embed(tgt_in, "tgt_in")
-        for layer in self.decoder:
-            y = layer(y, memory, src_padding)
+        if memory.shape[0] != y.shape[0]:
+            raise ValueError(f"tgt_in and the source need one batch size; got tgt_in: {tuple(tgt_in.shape)}, "
+                             f"memory: {tuple(memory.shape)}")
+        with argument_names(y="tgt_in", memory="memory (from src)", memory_padding="src_padding"):
+            for layer in self.decoder:
+                y = layer(y, memory, src_padding)
         return self.head(self.final(y))
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_padding: torch.Tensor | None = None) -> torch.Tensor:
@@ -340,6 +386,8 @@ def train_steps(model: nn.Module, make_batch: Callable[[int], tuple],
     """
     check_int("steps", steps, minimum=1)
     check_positive("lr", lr)
+    if clip is not None:
+        check_positive("clip", clip)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, foreach=True)  # foreach: ~20% faster on CPU
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
@@ -366,7 +414,12 @@ def train_steps(model: nn.Module, make_batch: Callable[[int], tuple],
 
 def seq2seq_loss(model: TinyTransformer, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy of teacher-forced predictions for ``batch = (src (B, L), tgt (B, T))``."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise TypeError(f"batch must be a pair (src, tgt); got {type(batch).__name__}")
     src, tgt = batch
+    check_ids("tgt (batch[1])", tgt, model.vocab_size, rank=2, shape="(B, T)")
+    if tgt.shape[1] < 1:
+        raise ValueError(f"tgt (batch[1]) must have at least one target token; got shape {tuple(tgt.shape)}")
     logits = model(src, model.shift_right(tgt))  # (B, T, V)
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))  # (B*T, V)
 
@@ -374,6 +427,11 @@ def seq2seq_loss(model: TinyTransformer, batch: tuple[torch.Tensor, torch.Tensor
 @torch.no_grad()
 def seq2seq_accuracy(model: TinyTransformer, src: torch.Tensor, tgt: torch.Tensor) -> tuple[float, float]:
     """Greedy-decoding accuracy: ``(token accuracy, whole-sequence accuracy)``."""
+    check_ids("tgt", tgt, model.vocab_size, rank=2, shape="(B, T)")
+    check_ids("src", src, model.vocab_size + 1, rank=2, shape="(B, L)")
+    if src.shape[0] != tgt.shape[0] or tgt.numel() == 0:
+        raise ValueError(f"src and tgt need one batch size and tgt at least one token; got src: {tuple(src.shape)}, "
+                         f"tgt: {tuple(tgt.shape)}")
     pred = model.generate(src, tgt.shape[1])
     right = pred == tgt  # (B, T)
     return float(right.float().mean()), float(right.all(-1).float().mean())
@@ -381,7 +439,8 @@ def seq2seq_accuracy(model: TinyTransformer, src: torch.Tensor, tgt: torch.Tenso
 
 def self_attention(x: torch.Tensor, *, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Parameter-free self-attention ``attend(x, x, x)`` of ``x: (..., L, d)``: ``(out, weights)``."""
-    return attend(x, x, x, mask=mask)
+    with argument_names(q="x", k="x", v="x"):
+        return attend(x, x, x, mask=mask)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -41,7 +41,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit._checks import (
+    arg_name,
+    argument_names,
+    check_ids,
+    check_index_tensor,
+    check_int,
+    check_module_input,
+    check_positive,
+    check_positive_scalar,
+    check_sizes,
+    check_tensor,
+    check_values,
+    shape_str,
+)
 from attnkit.core import attend
 from attnkit.datasets.patterns import QUADRANTS, SHAPES
 from attnkit.transformers._train import minibatch_adam, minibatches
@@ -51,7 +64,13 @@ VOCAB = (*SHAPES, "top", "bottom", "left", "right")
 
 
 def caption_tokens(shape: torch.Tensor, quadrant: torch.Tensor) -> torch.Tensor:
-    """Token ids ``(B, 3)`` of the captions ``"<shape> <top|bottom> <left|right>"``."""
+    """Token ids ``(B, 3)`` of the captions ``"<shape> <top|bottom> <left|right>"``.
+
+    ``shape: (B,)`` integers in ``[0, 4)`` (an index into ``SHAPES``), ``quadrant: (B,)`` integers in
+    ``[0, 4)`` (0 top left, 1 top right, 2 bottom left, 3 bottom right).
+    """
+    check_index_tensor("shape", shape, low=0, high=len(SHAPES))
+    check_index_tensor("quadrant", quadrant, low=0, high=len(QUADRANTS))
     if shape.shape != quadrant.shape or shape.dim() != 1:
         raise ValueError(f"shape and quadrant must be 1-D of one length; got {shape_str(shape)} "
                          f"and {shape_str(quadrant)}")
@@ -62,6 +81,7 @@ def caption_tokens(shape: torch.Tensor, quadrant: torch.Tensor) -> torch.Tensor:
 
 def caption_text(tokens: torch.Tensor) -> list[str]:
     """The words of token ids ``(B, T)``."""
+    check_ids("tokens", tokens, len(VOCAB), rank=2, shape="(B, T)")
     return [" ".join(VOCAB[int(t)] for t in row) for row in tokens]
 
 
@@ -78,11 +98,19 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, dim: int = 32, image_size: int = 16, width: int = 16) -> None:
         super().__init__()
+        check_sizes(dim=dim, image_size=image_size, width=width)
+        if image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convolutions); got {image_size}")
+        self.image_size = image_size
         self.net = nn.Sequential(nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
                                  nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
                                  nn.Linear(width * (image_size // 4) ** 2, dim))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        S = self.image_size
+        check_module_input(arg_name("images"), images, self.net[0].weight, rank=4, shape=f"(B, 1, {S}, {S})")
+        if images.shape[1:] != (1, S, S):
+            raise ValueError(f"{arg_name('images')} must be (B, 1, {S}, {S}); got shape {shape_str(images)}")
         return self.net(images)
 
 
@@ -91,13 +119,18 @@ class TextEncoder(nn.Module):
 
     def __init__(self, dim: int = 32, vocab: int = len(VOCAB), length: int = 3) -> None:
         super().__init__()
+        check_sizes(dim=dim, vocab=vocab, length=length)
         self.tok = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(torch.zeros(length, dim))
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if tokens.dtype != torch.long or tokens.dim() != 2:
-            raise TypeError(f"tokens must be int64 ids (B, T); got dtype {tokens.dtype}, shape {shape_str(tokens)}")
+        name, T = arg_name("tokens"), self.pos.shape[0]
+        if isinstance(tokens, torch.Tensor) and tokens.dtype != torch.long:
+            raise TypeError(f"{name} must be int64 ids (B, T); got dtype {tokens.dtype}, shape {shape_str(tokens)}")
+        check_ids(name, tokens, self.tok.num_embeddings, rank=2, device=self.pos.device, shape=f"(B, {T})")
+        if tokens.shape[1] != T:
+            raise ValueError(f"{name} must be (B, {T}), one id per caption position; got shape {shape_str(tokens)}")
         return self.proj((self.tok(tokens) + self.pos).mean(1))  # (B, D)
 
 
@@ -106,6 +139,7 @@ class TinyCLIP(nn.Module):
 
     def __init__(self, dim: int = 32) -> None:
         super().__init__()
+        check_sizes(dim=dim)
         self.image, self.text = ImageEncoder(dim), TextEncoder(dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial 1 / tau
 
@@ -122,7 +156,7 @@ def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: flo
     """The logits ``S = cos(u_i, t_j) / tau``: ``(B, D), (K, D) -> (B, K)``."""
     check_tensor("image_emb", image_emb, min_rank=2, shape="(B, D)")
     check_tensor("text_emb", text_emb, min_rank=2, shape="(K, D)")
-    if image_emb.shape[-1] != text_emb.shape[-1]:
+    if image_emb.dim() != 2 or text_emb.dim() != 2 or image_emb.shape[-1] != text_emb.shape[-1]:
         raise ValueError(f"image_emb and text_emb need the same width D; got {shape_str(image_emb)} "
                          f"and {shape_str(text_emb)}")
     check_positive("temperature", temperature)
@@ -145,6 +179,7 @@ def info_nce(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float
     if image_emb.shape != text_emb.shape or image_emb.dim() != 2:
         raise ValueError(f"image_emb and text_emb must be matched pairs (B, D) of one shape; got "
                          f"{shape_str(image_emb)} and {shape_str(text_emb)}")
+    temperature = check_positive_scalar("temperature", temperature)
     # S_ij = cos(u_i, t_j) / tau
     logits = F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T / temperature  # (B, B)
     target = torch.arange(len(logits), device=logits.device)
@@ -162,12 +197,19 @@ def info_nce_floor(classes: torch.Tensor) -> float:
     """
     if not isinstance(classes, torch.Tensor) or classes.dim() != 1 or classes.is_floating_point():
         raise TypeError(f"classes must be a 1-D integer tensor of caption ids (B,); got {classes!r:.60}")
+    check_values("classes", classes)
+    if classes.numel() == 0:
+        raise ValueError("classes is empty: a batch needs at least one caption")
     counts = (classes[:, None] == classes[None, :]).sum(-1)  # (B,): n_i
     return float(counts.double().log().mean())
 
 
 def training_floors(classes: torch.Tensor, *, epochs: int, batch_size: int, seed: int) -> list[float]:
     """``info_nce_floor`` of every batch ``train_clip`` draws with the same arguments (same order)."""
+    if not isinstance(classes, torch.Tensor) or classes.dim() != 1 or classes.numel() == 0:
+        raise ValueError("classes must be a non-empty 1-D tensor of caption ids")
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
     return [info_nce_floor(classes[idx]) for idx in minibatches(len(classes), batch_size, epochs, seed)]
 
 
@@ -180,7 +222,10 @@ def prompt_ensemble(model: TinyCLIP, prompts: torch.Tensor) -> torch.Tensor:
     if not isinstance(prompts, torch.Tensor) or prompts.dim() != 3:
         raise ValueError(f"prompts must be token ids (K classes, P prompts, T tokens); got {prompts!r:.60}")
     K, P, T = prompts.shape
-    with torch.no_grad():
+    if prompts.numel() == 0:
+        raise ValueError(f"prompts must hold at least one prompt of one token per class; got shape "
+                         f"{tuple(prompts.shape)}")
+    with torch.no_grad(), argument_names(tokens="prompts"):
         t = F.normalize(model.text(prompts.reshape(K * P, T)), dim=-1).reshape(K, P, -1)  # (K, P, D)
     return F.normalize(t.mean(1), dim=-1)  # (K, D)
 
@@ -196,10 +241,12 @@ def zero_shot(model: TinyCLIP, images: torch.Tensor, class_tokens: torch.Tensor 
     """
     if (class_tokens is None) == (class_embeddings is None):
         raise ValueError("give exactly one of class_tokens (K, T) and class_embeddings (K, D)")
-    with torch.no_grad():
+    if isinstance(class_tokens, torch.Tensor) and len(class_tokens) == 0:
+        raise ValueError(f"class_tokens must hold at least one class caption; got shape {shape_str(class_tokens)}")
+    with torch.no_grad(), argument_names(tokens="class_tokens"):
         u = model.image(images)  # (B, D)
         t = model.text(class_tokens) if class_tokens is not None else class_embeddings  # (K, D)
-        onehot = torch.eye(len(t), dtype=u.dtype)  # (K, K): values = class indicators
+        onehot = torch.eye(len(t), dtype=u.dtype, device=u.device)  # (K, K): values = class indicators
         probs, _ = attend(u, t, onehot, score="cosine", temperature=model.temperature)  # (B, K)
     return probs, probs.argmax(-1)
 
@@ -207,6 +254,8 @@ def zero_shot(model: TinyCLIP, images: torch.Tensor, class_tokens: torch.Tensor 
 def train_clip(model: TinyCLIP, images: torch.Tensor, tokens: torch.Tensor, *, epochs: int = 5,
                batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
     """Contrastive training on matched ``(images, tokens)`` pairs; returns the loss of every step."""
+    check_tensor("images", images, min_rank=1)
+    check_tensor("tokens", tokens, floating=False)
     if len(images) != len(tokens):
         raise ValueError(f"images and tokens must pair up; got {len(images)} images and {len(tokens)} captions")
 

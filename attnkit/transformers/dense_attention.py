@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import torch
 
-from attnkit._checks import check_tensor, shape_str
+from attnkit._checks import check_int, check_same_dtype_device, check_tensor, shape_str
 from attnkit.core import attend
+from attnkit.scores import check_qk
 from attnkit.transformers.nonlocal_block import flatten_positions
 
 
@@ -47,6 +48,7 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise ValueError(f"q and k must have the same shape; got q: {shape_str(q)}, k: {shape_str(k)}")
     if v.shape[0] != q.shape[0] or v.shape[2:] != q.shape[2:]:
         raise ValueError(f"v must share q's batch and H x W; got q: {shape_str(q)}, v: {shape_str(v)}")
+    check_same_dtype_device(q=q, k=k, v=v)
 
 
 def criss_cross_mask(H: int, W: int) -> torch.Tensor:
@@ -89,8 +91,10 @@ def criss_cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
     v_col = vp.transpose(1, 2).unsqueeze(1).expand(B, H, W, H, vp.shape[-1])
     keys, values = torch.cat([k_row, k_col], dim=3), torch.cat([v_row, v_col], dim=3)  # (B, H, W, W+H, C*)
     # the column part contains the query itself a second time: mask key (y', x) when y' == y
-    keep_col = torch.arange(H)[None, :] != torch.arange(H)[:, None]  # (H query rows, H column keys)
-    mask = torch.cat([torch.ones(H, W, W, dtype=torch.bool), keep_col[:, None, :].expand(H, W, H)], dim=-1)
+    rows = torch.arange(H, device=q.device)
+    keep_col = rows[None, :] != rows[:, None]  # (H query rows, H column keys)
+    mask = torch.cat([torch.ones(H, W, W, dtype=torch.bool, device=q.device), keep_col[:, None, :].expand(H, W, H)],
+                     dim=-1)
     out, w = attend(qm, keys, values, score="dot", mask=mask.unsqueeze(-2))  # (B, H, W, 1, Cv), (B, H, W, 1, W+H)
     return out.squeeze(-2).permute(0, 3, 1, 2), w.squeeze(-2)  # (B, Cv, H, W), (B, H, W, W+H)
 
@@ -101,6 +105,7 @@ def danet_channel_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     With ``q = k = X`` (channels as tokens) the softmax of a row favours the channels most
     similar to channel $i$. No $1/\sqrt{d}$.
     """
+    check_qk(q, k, same_width=True, what="danet_channel_score")
     return q @ k.transpose(-2, -1)  # (..., C, C)
 
 
@@ -112,7 +117,10 @@ def danet_code_channel_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     $\operatorname{softmax}_j(-s_{ij})$: *dissimilar* channels get the larger weights, the
     opposite of the paper's equation (``danet_channel_score``).
     """
+    check_qk(q, k, same_width=True, what="danet_channel_score")
     s = q @ k.transpose(-2, -1)  # (..., C, C)
+    if s.shape[-1] == 0:
+        return s  # no channels: no scores
     return s.amax(-1, keepdim=True) - s
 
 
@@ -174,10 +182,13 @@ def triangle_attention(z: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor, W_
     for name, Wm in (("W_q", W_q), ("W_k", W_k), ("W_v", W_v)):
         check_tensor(name, Wm, min_rank=2)
         if Wm.dim() != 2 or Wm.shape[0] != c:
-            raise ValueError(f"{name} must be (c={c}, c'); got shape {shape_str(Wm)}")
+            raise ValueError(f"{name} must be (c={c}, c') for z: {shape_str(z)}; got shape {shape_str(Wm)}")
     check_tensor("w_b", w_b, min_rank=1)
     if w_b.shape != (c,):
         raise ValueError(f"w_b must be (c,) = ({c},); got shape {shape_str(w_b)}")
+    if not W_q.shape[1] == W_k.shape[1]:
+        raise ValueError(f"W_q and W_k must project to one width c'; got W_q: {shape_str(W_q)}, W_k: {shape_str(W_k)}")
+    check_same_dtype_device(z=z, W_q=W_q, W_k=W_k, W_v=W_v, w_b=w_b)
     bias = (z @ w_b).unsqueeze(0)  # b_jk = w_b . z_jk, shared by every row i: (1, Nr, Nr)
     # row i: queries z_ij W_q, keys z_ik W_k, values z_ik W_v; the bias is added to the scores
     return attend(z @ W_q, z @ W_k, z @ W_v, mask=bias)  # (Nr, Nr, c'), (Nr, Nr, Nr)
@@ -192,6 +203,10 @@ def attention_cost(kind: str, H: int, W: int, C: int, Ci: int | None = None, *,
     (``N (W + H)`` pairs). ``Ci`` query/key channels (default ``C // 8`` as in CCNet and DANet);
     values have ``C`` channels. Returns ``{"pairs", "macs", "weights"}``.
     """
+    for name, n in (("H", H), ("W", W), ("C", C), ("recurrence", recurrence)):
+        check_int(name, n, minimum=1)
+    if Ci is not None:
+        check_int("Ci", Ci, minimum=1)
     Ci = max(C // 8, 1) if Ci is None else Ci
     N = H * W
     if kind == "nonlocal":

@@ -33,12 +33,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit._checks import check_tensor, shape_str
+from attnkit._checks import (
+    argument_names,
+    check_int,
+    check_module_input,
+    check_positive,
+    check_probability,
+    check_same_dtype_device,
+    check_sizes,
+    check_tensor,
+    shape_str,
+)
 from attnkit.core import attend
+from attnkit.scores import check_qk
 
 
-def check_adjacency(adj: object, n: int | None = None) -> torch.Tensor:
-    """A bool square adjacency ``(N, N)`` (``True`` = edge, self-loops included); else a clear error."""
+def check_adjacency(adj: object, n: int | None = None, *, device: torch.device | None = None) -> torch.Tensor:
+    """A bool square adjacency ``(N, N)`` (``True`` = edge, self-loops included); else a clear error.
+
+    ``adj[i, j]`` is ``True`` when node ``j`` is a neighbour of node ``i`` (``i`` attends to ``j``):
+    PyG's ``edge_index`` lists the same edge as the column ``[j, i]`` (source ``j``, target
+    ``i``), so ``adj = to_dense_adj(edge_index)[0].T.bool()`` (plus self-loops).
+    """
+    if n is not None:
+        check_int("n", n, minimum=1)
     if not isinstance(adj, torch.Tensor):
         raise TypeError(f"adj must be a bool torch.Tensor (N, N); got {type(adj).__name__}")
     if adj.dtype != torch.bool:
@@ -46,7 +64,9 @@ def check_adjacency(adj: object, n: int | None = None) -> torch.Tensor:
     if adj.dim() != 2 or adj.shape[0] != adj.shape[1]:
         raise ValueError(f"adj must be a square (N, N) matrix; got shape {shape_str(adj)}")
     if n is not None and adj.shape[0] != n:
-        raise ValueError(f"adj has {adj.shape[0]} nodes but the features have {n} rows")
+        raise ValueError(f"adj has {adj.shape[0]} nodes but the features (h) have n = {n} rows")
+    if device is not None and adj.device != device:
+        raise ValueError(f"adj must be on the device of the features h ({device}); got {adj.device}")
     return adj
 
 
@@ -59,13 +79,24 @@ def gat_score(q: torch.Tensor, k: torch.Tensor, a_src: torch.Tensor, a_dst: torc
     $a^\top [Wh_i \,\|\, Wh_j]$ of the paper splits into these two dot products, with
     $a = [a_{dst}; a_{src}]$ (PyG's naming; see the module docstring).
     """
+    check_qk(q, k, same_width=True, what="gat_score")
+    for name, a in (("a_src", a_src), ("a_dst", a_dst)):
+        check_tensor(name, a, min_rank=1, shape="(H, Fh)")
+        if a.shape != (*q.shape[:-2], q.shape[-1]):
+            raise ValueError(f"{name} must be (H, Fh) = {(*q.shape[:-2], q.shape[-1])} for q: {shape_str(q)}; "
+                             f"got shape {shape_str(a)}")
+        check_same_dtype_device(q=q, **{name: a})
+    check_positive("negative_slope", negative_slope, allow_zero=True)
     dst = (q * a_dst.unsqueeze(-2)).sum(-1)  # a_dst . Wh_i: (H, N)
     src = (k * a_src.unsqueeze(-2)).sum(-1)  # a_src . Wh_j: (H, N)
     return F.leaky_relu(dst.unsqueeze(-1) + src.unsqueeze(-2), negative_slope)  # (H, N, N)
 
 
 def uniform_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """A constant score 0 for every pair ``(..., Lq, Lk)``: softmax then gives uniform weights."""
+    """A constant score 0 for every pair ``(..., Lq, Lk)``: softmax then gives uniform weights.
+
+    It reads only the shapes of ``q`` and ``k`` (a NaN in them does not reach the scores)."""
+    check_qk(q, k, same_width=False, what="uniform_score")
     return q.new_zeros(*q.shape[:-1], k.shape[-2])  # (..., Lq, Lk)
 
 
@@ -89,17 +120,22 @@ def gat_attention(h: torch.Tensor, adj: torch.Tensor, W: torch.Tensor, a_src: to
             returned ``alpha`` is the one before dropout.
     """
     check_tensor("h", h, min_rank=2, shape="(N, F)")
-    check_adjacency(adj, h.shape[0])
+    if h.dim() != 2 or h.shape[0] < 1:
+        raise ValueError(f"h must be node features (N, F) with N >= 1; got shape {shape_str(h)}")
+    check_adjacency(adj, h.shape[0], device=h.device)
     check_tensor("W", W, min_rank=3, shape="(H, F, Fh)")
     if W.dim() != 3 or W.shape[1] != h.shape[1]:
-        raise ValueError(f"W must be (H, F={h.shape[1]}, Fh); got shape {shape_str(W)}")
+        raise ValueError(f"W must be (H, F={h.shape[1]}, Fh) for h: {shape_str(h)}; got shape {shape_str(W)}")
+    check_same_dtype_device(h=h, W=W)
     for name, a in (("a_src", a_src), ("a_dst", a_dst)):
         check_tensor(name, a, min_rank=2)
         if a.shape != (W.shape[0], W.shape[2]):
-            raise ValueError(f"{name} must be (H, Fh) = ({W.shape[0]}, {W.shape[2]}); got shape {shape_str(a)}")
+            raise ValueError(f"{name} must be (H, Fh) = ({W.shape[0]}, {W.shape[2]}) for W: {shape_str(W)}; got shape "
+                             f"{shape_str(a)}")
     Wh = torch.einsum("nf,hfo->hno", h, W)  # (H, N, Fh)
-    out, alpha = attend(Wh, Wh, Wh, score=gat_score, mask=adj,
-                        score_params={"a_src": a_src, "a_dst": a_dst, "negative_slope": negative_slope})
+    with argument_names(q="Wh (from h and W)", k="Wh (from h and W)", mask="adj"):
+        out, alpha = attend(Wh, Wh, Wh, score=gat_score, mask=adj,
+                            score_params={"a_src": a_src, "a_dst": a_dst, "negative_slope": negative_slope})
     if training and attn_dropout > 0:
         out = F.dropout(alpha, attn_dropout, True) @ Wh  # each node sees a random subset of neighbours
     return out, alpha
@@ -123,6 +159,8 @@ class GATLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, heads: int = 1, *, concat: bool = True,
                  dropout: float = 0.0, attn_dropout: float = 0.0) -> None:
         super().__init__()
+        check_sizes(in_features=in_features, out_features=out_features, heads=heads)
+        check_probability("dropout", dropout)
         self.W = nn.Parameter(torch.empty(heads, in_features, out_features))
         self.a_src = nn.Parameter(torch.empty(heads, out_features))
         self.a_dst = nn.Parameter(torch.empty(heads, out_features))
@@ -140,6 +178,7 @@ class GATLayer(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        check_module_input("h", h, self.W, rank=2, width=self.W.shape[1], shape=f"(N, {self.W.shape[1]})")
         h = F.dropout(h, self.dropout, self.training)
         out, alpha = gat_attention(h, adj, self.W, self.a_src, self.a_dst, attn_dropout=self.attn_dropout,
                                    training=self.training)  # (H, N, Fh), (H, N, N)
@@ -154,12 +193,17 @@ class UniformGraphLayer(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, *, dropout: float = 0.0) -> None:
         super().__init__()
+        check_sizes(in_features=in_features, out_features=out_features)
+        check_probability("dropout", dropout)
         self.lin = nn.Linear(in_features, out_features)
         self.dropout = dropout
 
     def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        check_tensor("h", h, min_rank=2, shape="(N, F)")
-        check_adjacency(adj, h.shape[0])
+        w = self.lin.weight
+        check_module_input("h", h, w, rank=2, width=w.shape[1], shape=f"(N, {w.shape[1]})")
+        if h.shape[0] < 1:
+            raise ValueError(f"h must hold at least one node; got shape {shape_str(h)}")
+        check_adjacency(adj, h.shape[0], device=h.device)
         Wh = self.lin(F.dropout(h, self.dropout, self.training))  # (N, Fh)
         out, _ = attend(Wh, Wh, Wh, score=uniform_score, mask=adj)  # a_ij = 1 / deg(i)
         return out
@@ -178,6 +222,7 @@ class GraphNet(nn.Module):
     def __init__(self, in_features: int, hidden: int, classes: int, *, kind: str = "gat", heads: int = 8,
                  dropout: float = 0.6, attn_dropout: float = 0.6) -> None:
         super().__init__()
+        check_sizes(in_features=in_features, hidden=hidden, classes=classes, heads=heads)
         if kind == "gat":
             self.l1 = GATLayer(in_features, hidden, heads, concat=True, dropout=dropout, attn_dropout=attn_dropout)
             self.l2 = GATLayer(hidden * heads, classes, 1, concat=False, dropout=dropout, attn_dropout=attn_dropout)
@@ -202,6 +247,7 @@ def karate_club(n_labelled: int = 2, *, seed: int = 0) -> dict[str, torch.Tensor
     """
     import networkx as nx
 
+    check_int("n_labelled", n_labelled, minimum=1)
     G = nx.karate_club_graph()
     n = G.number_of_nodes()
     adj = torch.eye(n, dtype=torch.bool)
@@ -226,6 +272,9 @@ def train_node_classifier(model: nn.Module, data: dict[str, torch.Tensor], *, ep
     """
     from tqdm.auto import trange
 
+    check_int("epochs", epochs, minimum=1)
+    check_positive("lr", lr)
+    check_positive("weight_decay", weight_decay, allow_zero=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     x, adj, y, tr = data["features"], data["adj"], data["labels"], data["train"]
     losses = []

@@ -26,16 +26,29 @@ import math
 
 import torch
 
-from attnkit._checks import check_positive, check_tensor, shape_str
+from attnkit._checks import (
+    argument_names,
+    broadcast_batch,
+    check_index_tensor,
+    check_positive,
+    check_same_dtype_device,
+    check_tensor,
+    shape_str,
+)
 from attnkit.core import attend
 
 
-def _check(patterns: torch.Tensor, queries: torch.Tensor) -> None:
+def _check(patterns: torch.Tensor, queries: torch.Tensor, queries_name: str = "queries") -> None:
     check_tensor("patterns", patterns, min_rank=2, shape="(..., N, d)")
-    check_tensor("queries", queries, min_rank=2, shape="(..., M, d)")
+    check_tensor(queries_name, queries, min_rank=2, shape="(..., M, d)")
     if patterns.shape[-1] != queries.shape[-1]:
-        raise ValueError(f"patterns and queries need the same width d; got patterns: {shape_str(patterns)}, "
-                         f"queries: {shape_str(queries)}")
+        raise ValueError(f"patterns and {queries_name} need the same width d; got patterns: {shape_str(patterns)}, "
+                         f"{queries_name}: {shape_str(queries)}")
+    check_same_dtype_device(patterns=patterns, **{queries_name: queries})
+    broadcast_batch(patterns=patterns, **{queries_name: queries})
+
+
+_NAMES = {"q": "queries", "k": "patterns", "v": "patterns", "temperature": "1 / beta"}
 
 
 def hopfield_update(patterns: torch.Tensor, queries: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +67,8 @@ def hopfield_update(patterns: torch.Tensor, queries: torch.Tensor, beta: float) 
     _check(patterns, queries)
     check_positive("beta", beta)
     # xi_new = X softmax(beta X^T xi): queries attend over the stored patterns
-    return attend(queries, patterns, patterns, score="dot", temperature=1.0 / beta)
+    with argument_names(**_NAMES):
+        return attend(queries, patterns, patterns, score="dot", temperature=1.0 / beta)
 
 
 def hopfield_retrieve(patterns: torch.Tensor, queries: torch.Tensor, beta: float, *,
@@ -77,6 +91,8 @@ def hopfield_energy(patterns: torch.Tensor, queries: torch.Tensor, beta: float) 
     """
     _check(patterns, queries)
     check_positive("beta", beta)
+    if patterns.shape[-2] < 1:
+        raise ValueError(f"patterns must hold at least one pattern (N >= 1); got shape {shape_str(patterns)}")
     s = queries @ patterns.transpose(-2, -1)  # x_i . xi: (..., M, N)
     lse = torch.logsumexp(beta * s, dim=-1) / beta  # (..., M)
     R = patterns.norm(dim=-1).amax(-1, keepdim=True)  # largest pattern norm: (..., 1)
@@ -92,8 +108,10 @@ def classical_hopfield_update(patterns: torch.Tensor, queries: torch.Tensor) -> 
     """
     _check(patterns, queries)
     # h = X X^T xi = sum_i (x_i . xi) x_i: unnormalised attention, then the sign
-    h, _ = attend(queries, patterns, patterns, score="dot", normalize="none")
-    return torch.where(h >= 0, 1.0, -1.0).to(queries.dtype)
+    with argument_names(**_NAMES):
+        h, _ = attend(queries, patterns, patterns, score="dot", normalize="none")
+    s = torch.where(h >= 0, 1.0, -1.0).to(queries.dtype)
+    return torch.where(torch.isnan(h), h, s)  # the sign of NaN is NaN
 
 
 def effective_patterns(weights: torch.Tensor) -> torch.Tensor:
@@ -108,6 +126,15 @@ def effective_patterns(weights: torch.Tensor) -> torch.Tensor:
 
 def retrieval_accuracy(patterns: torch.Tensor, retrieved: torch.Tensor, targets: torch.Tensor) -> float:
     """Fraction of ``retrieved: (M, d)`` states whose nearest stored pattern is ``targets: (M,)``."""
-    _check(patterns, retrieved)
+    _check(patterns, retrieved, "retrieved")
+    if patterns.dim() != 2 or retrieved.dim() != 2 or patterns.shape[0] < 1:
+        raise ValueError(f"patterns must be (N, d) with N >= 1 and retrieved (M, d); got patterns: "
+                         f"{shape_str(patterns)}, retrieved: {shape_str(retrieved)}")
+    check_index_tensor("targets", targets, low=0, high=patterns.shape[0], rank=1)
+    if targets.shape[0] != retrieved.shape[0] or targets.device != retrieved.device:
+        raise ValueError(f"targets must be (M,) = ({retrieved.shape[0]},) on {retrieved.device}, one per retrieved "
+                         f"state; got shape {shape_str(targets)} on {targets.device}")
+    if retrieved.shape[0] == 0:
+        raise ValueError("retrieved is empty: no state to score")
     nearest = torch.cdist(retrieved, patterns).argmin(-1)  # (M,)
     return (nearest == targets).float().mean().item()

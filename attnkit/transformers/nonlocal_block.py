@@ -22,7 +22,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnkit._checks import check_tensor, shape_str
+from attnkit._checks import (
+    arg_name,
+    argument_names,
+    check_finite_float,
+    check_int,
+    check_module_input,
+    check_positive,
+    check_same_device,
+    check_same_dtype_device,
+    check_sizes,
+    check_tensor,
+    shape_str,
+)
 from attnkit.core import attend
 
 MODES = ("embedded_gaussian", "gaussian", "dot_product")
@@ -35,7 +47,11 @@ def _divide_by_n(scores: torch.Tensor, mask: torch.Tensor | None, dim: int) -> t
 
 
 def flatten_positions(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, N, C)``: one token per position, row-major (``N = H W``)."""
+    """``(B, C, H, W)`` -> ``(B, N, C)``: one token per position, row-major (``N = H W``); any dtype."""
+    name = arg_name("x")
+    check_tensor(name, x, min_rank=4, floating=False, shape="(B, C, H, W)")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be a feature map (B, C, H, W); got shape {shape_str(x)}")
     B, C, H, W = x.shape
     return x.reshape(B, C, H * W).transpose(1, 2)  # (B, N, C)
 
@@ -70,10 +86,12 @@ def nonlocal_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, 
         raise ValueError(f"g must share theta's batch and H x W; got theta: {shape_str(theta)}, g: {shape_str(g)}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    check_same_dtype_device(theta=theta, phi=phi, g=g)
     B, Cv, H, W = g.shape
     q, k, v = flatten_positions(theta), flatten_positions(phi), flatten_positions(g)  # (B, N, C*)
     normalize = _divide_by_n if mode == "dot_product" else "softmax"
-    y, w = attend(q, k, v, score="dot", normalize=normalize)  # (B, N, Cv), (B, N, N)
+    with argument_names(q="theta", k="phi", v="g"):
+        y, w = attend(q, k, v, score="dot", normalize=normalize)  # (B, N, Cv), (B, N, N)
     return y.transpose(1, 2).reshape(B, Cv, H, W), w  # (B, Cv, H, W)
 
 
@@ -87,6 +105,9 @@ class NonLocalBlock(nn.Module):
 
     def __init__(self, channels: int, inner: int | None = None, *, mode: str = "embedded_gaussian") -> None:
         super().__init__()
+        check_sizes(channels=channels)
+        if inner is not None:
+            check_sizes(inner=inner)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
         inner = inner or max(channels // 2, 1)
@@ -100,9 +121,10 @@ class NonLocalBlock(nn.Module):
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, min_rank=4, shape="(B, C, H, W)")
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"x must be (B, {self.channels}, H, W); got shape {shape_str(x)}")
+        name = arg_name("x")
+        check_module_input(name, x, self.g.weight, rank=4, shape=f"(B, {self.channels}, H, W)")
+        if x.shape[1] != self.channels or min(x.shape[2:]) < 1:
+            raise ValueError(f"{name} must be (B, {self.channels}, H, W) with H, W >= 1; got shape {shape_str(x)}")
         if self.mode == "gaussian":
             theta = phi = x  # f(x_i, x_j) = exp(x_i . x_j): no embedding
         else:
@@ -117,9 +139,14 @@ class TokenNorm(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
+        check_sizes(channels=channels)
         self.ln = nn.LayerNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C = self.ln.normalized_shape[0]
+        check_module_input(arg_name("x"), x, self.ln.weight, rank=4, shape=f"(B, {C}, H, W)")
+        if x.shape[1] != C:
+            raise ValueError(f"{arg_name('x')} must be (B, {C}, H, W); got shape {shape_str(x)}")
         return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
 
 
@@ -142,6 +169,9 @@ class Denoiser(nn.Module):
     def __init__(self, channels: int = 32, *, patch: int = 4, nonlocal_block: bool = True,
                  inner: int | None = None) -> None:
         super().__init__()
+        check_sizes(channels=channels, patch=patch)
+        if inner is not None:
+            check_sizes(inner=inner)
         self.patch = patch
         self.head = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(channels, channels, patch, stride=patch), TokenNorm(channels))
@@ -150,14 +180,32 @@ class Denoiser(nn.Module):
                                   nn.Conv2d(channels, 1, 3, padding=1))
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
-        check_tensor("noisy", noisy, min_rank=4, shape="(B, 1, H, W)")
+        check_module_input("noisy", noisy, self.head[0].weight, rank=4, shape="(B, 1, H, W)")
         if noisy.dim() != 4 or noisy.shape[1] != 1 or noisy.shape[-1] % self.patch or noisy.shape[-2] % self.patch:
             raise ValueError(f"noisy must be (B, 1, H, W) with H and W multiples of patch={self.patch}; "
                              f"got shape {shape_str(noisy)}")
-        return self.tail(self.block(self.head(noisy)))  # (B, 1, H, W)
+        if min(noisy.shape[2:]) < 1:
+            raise ValueError(f"noisy must have H, W >= 1; got shape {shape_str(noisy)}")
+        with argument_names(x="noisy (features)"):
+            return self.tail(self.block(self.head(noisy)))  # (B, 1, H, W)
 
 
 # ---- baselines for the repeated-patches task --------------------------------------------------
+
+def _check_noisy(x: object, name: str = "noisy") -> None:
+    check_tensor(name, x, min_rank=4, shape="(n, 1, H, W)")
+    if x.dim() != 4 or x.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty batch of images (n, 1, H, W); got shape {shape_str(x)}")
+
+
+def _check_groups(groups: object, x: torch.Tensor) -> None:
+    check_tensor("groups", groups, min_rank=2, floating=False, shape="(n, G*G)")
+    if groups.dtype == torch.bool or groups.is_floating_point() or groups.is_complex():
+        raise TypeError(f"groups must be integer copy ids (n, G*G); got dtype {groups.dtype}")
+    if groups.shape != x.shape[:2] or groups.device != x.device:
+        raise ValueError(f"groups must be (n, G*G) = {tuple(x.shape[:2])} on {x.device} (the device of the noisy "
+                         f"cells or weights: {shape_str(x)}); got shape {shape_str(groups)} on {groups.device}")
+
 
 def fit_shrinkage(noisy: torch.Tensor, clean: torch.Tensor) -> float:
     r"""The best $\lambda$ of ``shrink`` on training images (least squares, closed form).
@@ -165,12 +213,19 @@ def fit_shrinkage(noisy: torch.Tensor, clean: torch.Tensor) -> float:
     $\lambda = \sum (x - \bar x)(c - \bar x) / \sum (x - \bar x)^2$ with $\bar x$ each noisy
     image's mean: one number learned from the data, no attention and no convolution.
     """
+    _check_noisy(noisy)
+    _check_noisy(clean, "clean")
+    if clean.shape != noisy.shape:
+        raise ValueError(f"noisy and clean must have one shape; got {shape_str(noisy)} and {shape_str(clean)}")
+    check_same_device(noisy=noisy, clean=clean)
     m = noisy.mean(dim=(-2, -1), keepdim=True)  # (n, 1, 1, 1)
     return float(((noisy - m) * (clean - m)).sum() / ((noisy - m) ** 2).sum())
 
 
 def shrink(noisy: torch.Tensor, lam: float) -> torch.Tensor:
     r"""Shrink every pixel towards its image's mean: $\bar x + \lambda (x - \bar x)$."""
+    _check_noisy(noisy)
+    check_finite_float("lam", lam)
     m = noisy.mean(dim=(-2, -1), keepdim=True)
     return m + lam * (noisy - m)
 
@@ -183,7 +238,9 @@ def oracle_copy_average(noisy: torch.Tensor, groups: torch.Tensor, patch: int) -
     """
     from attnkit.datasets.patterns import cells, uncells
 
+    _check_noisy(noisy)
     x = cells(noisy, patch)  # (n, G*G, P*P)
+    _check_groups(groups, x)
     same = groups[:, :, None] == groups[:, None, :]  # (n, G*G, G*G): the true copies
     out, _ = attend(x, x, x, score=lambda q, k: q.new_zeros(*q.shape[:-1], k.shape[-2]), mask=same)
     return uncells(out, patch)
@@ -197,6 +254,8 @@ def cell_nonlocal_means(noisy: torch.Tensor, patch: int, h2: float) -> torch.Ten
     """
     from attnkit.datasets.patterns import cells, uncells
 
+    _check_noisy(noisy)
+    check_positive("h2", h2)
     x = cells(noisy, patch)  # (n, G*G, P*P)
     out, _ = attend(x, x, x, score="gaussian", temperature=h2)
     return uncells(out, patch)
@@ -208,6 +267,10 @@ def weight_on_copies(weights: torch.Tensor, groups: torch.Tensor) -> tuple[float
     ``weights: (n, G*G, G*G)`` from a ``NonLocalBlock`` on the cell tokens; uniform weights put
     exactly the share on the copies, a perfect matcher puts 1.
     """
+    check_tensor("weights", weights, min_rank=3, shape="(n, G*G, G*G)")
+    if weights.dim() != 3 or weights.shape[-1] != weights.shape[-2] or weights.numel() == 0:
+        raise ValueError(f"weights must be a non-empty (n, G*G, G*G); got shape {shape_str(weights)}")
+    _check_groups(groups, weights)
     same = (groups[:, :, None] == groups[:, None, :]).to(weights.dtype)  # (n, G*G, G*G)
     return float((weights * same).sum(-1).mean()), float(same.mean())
 
@@ -226,6 +289,17 @@ def train_denoiser(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *
     check_tensor("clean", clean, min_rank=4, shape="(n, 1, H, W)")
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy and clean must have the same shape; got {shape_str(noisy)} and {shape_str(clean)}")
+    check_same_device(noisy=noisy, clean=clean)
+    check_int("steps", steps, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_positive("lr", lr)
+    if len(noisy) == 0:
+        raise ValueError("noisy is empty: no image to train on")
+    batch_size = min(batch_size, len(noisy))  # a batch larger than the set draws every image (with repeats) anyway
+    weight = next(model.parameters(), None)
+    if weight is not None and (noisy.dtype != weight.dtype or noisy.device != weight.device):
+        raise TypeError(f"noisy must have the model's dtype and device ({weight.dtype} on {weight.device}); got "
+                        f"{noisy.dtype} on {noisy.device}")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / steps)

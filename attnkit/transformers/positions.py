@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from attnkit._checks import check_int, check_positive, check_tensor, shape_str
-from attnkit.scores import scaled_dot_score
+from attnkit.scores import check_qk, scaled_dot_score
 
 POSITIONS = ("sinusoidal", "learned", "rotary", "none")
 """The kinds of position information ``TinyTransformer`` accepts."""
@@ -37,6 +37,8 @@ def sinusoidal_positions(length: int, d_model: int, *, base: float = 10000.0,
     check_int("length", length, minimum=0)
     check_int("d_model", d_model, minimum=1)
     check_positive("base", base)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype (a table of sines); got {dtype!r}")
     pos = torch.arange(length, dtype=torch.float64)[:, None]  # (L, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(E/2),)
     # omega_i = base^(-2i/d)
@@ -53,9 +55,11 @@ class LearnedPositions(nn.Module):
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
         self.max_len = check_int("max_len", max_len, minimum=1)
+        check_int("d_model", d_model, minimum=1)
         self.table = nn.Parameter(torch.randn(max_len, d_model) * 0.1)  # (max_len, E)
 
     def forward(self, length: int) -> torch.Tensor:
+        check_int("length", length, minimum=0)
         if length > self.max_len:
             raise ValueError(f"length {length} exceeds the learned table's max_len={self.max_len}")
         return self.table[:length]
@@ -78,15 +82,23 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor | None = None, *, base
     (``attnkit.exercises.transformer.rotate_half_rotary``); the two agree after permuting
     the coordinates (evens first, then odds), so weights trained under one need that
     permutation of the query/key projections to work under the other.
+    Exactly: with ``P = cat([arange(0, d, 2), arange(1, d, 2)])``, ``apply_rotary(x)[..., P] ==
+    rotate_half_rope(x[..., P])``, and every score is unchanged (``tests/test_conventions.py``).
     """
     check_tensor("x", x, min_rank=2, shape="(..., L, d)")
+    check_positive("base", base)
     L, d = x.shape[-2], x.shape[-1]
     if d % 2:
         raise ValueError(f"rotary embeddings rotate pairs of coordinates, so d must be even; got x: {shape_str(x)}")
     if positions is None:
         positions = torch.arange(L, device=x.device)
+    elif not isinstance(positions, torch.Tensor) or positions.dtype == torch.bool or positions.is_complex():
+        got = positions.dtype if isinstance(positions, torch.Tensor) else type(positions).__name__
+        raise TypeError(f"positions must be a real tensor (L,) of positions; got {got}")
+    elif positions.device != x.device:
+        raise ValueError(f"positions must be on x's device ({x.device}); got {positions.device}")
     elif positions.shape != (L,):
-        raise ValueError(f"positions must be (L,) = ({L},); got shape {tuple(positions.shape)}")
+        raise ValueError(f"positions must be (L,) = ({L},) for x: {shape_str(x)}; got shape {tuple(positions.shape)}")
     theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
     angle = positions.to(torch.float64)[:, None] * theta  # m * theta_i: (L, d/2)
     cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
@@ -103,6 +115,7 @@ def rotary_score(q: torch.Tensor, k: torch.Tensor, base: float = 10000.0) -> tor
     ``k: (..., Lk, d)`` -> ``(..., Lq, Lk)``. Pass it as ``attend(q, k, v, score=rotary_score)``
     or ``MultiHeadAttention(E, H, score=rotary_score)``.
     """
+    check_qk(q, k, same_width=True, what="rotary_score")
     return scaled_dot_score(apply_rotary(q, base=base), apply_rotary(k, base=base))
 
 

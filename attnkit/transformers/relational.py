@@ -22,7 +22,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnkit._checks import check_tensor, shape_str
+from attnkit._checks import (
+    check_int,
+    check_module_input,
+    check_same_device,
+    check_same_dtype_device,
+    check_sizes,
+    check_tensor,
+    shape_str,
+)
 from attnkit.datasets.sequences import relational_task
 from attnkit.transformers.blocks import TransformerEncoder, train_steps
 
@@ -34,14 +42,18 @@ def _mlp(d_in: int, hidden: int, d_out: int, layers: int = 2) -> nn.Sequential:
     return nn.Sequential(*mods, nn.Linear(hidden, d_out))
 
 
-def _check_scene(objects: object, questions: object, d_obj: int, d_question: int) -> None:
+def _check_scene(objects: object, questions: object, d_obj: int, d_question: int,
+                 weight: torch.Tensor | None = None) -> None:
     check_tensor("objects", objects, min_rank=3, shape=f"(B, N, {d_obj})")
     check_tensor("questions", questions, min_rank=2, shape=f"(B, {d_question})")
     if objects.dim() != 3 or objects.shape[-1] != d_obj:
         raise ValueError(f"objects must be (B, N, {d_obj}); got shape {shape_str(objects)}")
     if questions.dim() != 2 or questions.shape != (objects.shape[0], d_question):
-        raise ValueError(f"questions must be (B, Dq) = ({objects.shape[0]}, {d_question}); "
-                         f"got shape {shape_str(questions)}")
+        raise ValueError(f"questions must be (B, Dq) = ({objects.shape[0]}, {d_question}); got shape "
+                         f"{shape_str(questions)} (B from objects: {shape_str(objects)})")
+    check_same_dtype_device(objects=objects, questions=questions)
+    if weight is not None:
+        check_module_input("objects", objects, weight, rank=3)
 
 
 def object_pairs(objects: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
@@ -50,6 +62,12 @@ def object_pairs(objects: torch.Tensor, questions: torch.Tensor) -> torch.Tensor
     Equivalent to ``torch.stack([torch.stack([torch.cat([o[i], o[j], q]) for j in range(N)])
     for i in range(N)])`` for each scene.
     """
+    check_tensor("objects", objects, min_rank=3, shape="(B, N, Do)")
+    check_tensor("questions", questions, min_rank=2, shape="(B, Dq)")
+    if objects.dim() != 3 or questions.dim() != 2 or questions.shape[0] != objects.shape[0]:
+        raise ValueError(f"need objects: (B, N, Do) and questions: (B, Dq); got objects: {shape_str(objects)}, "
+                         f"questions: {shape_str(questions)}")
+    check_same_device(objects=objects, questions=questions)
     B, N, Do = objects.shape
     oi = objects[:, :, None, :].expand(B, N, N, Do)  # (B, N, N, Do): o_i along rows
     oj = objects[:, None, :, :].expand(B, N, N, Do)  # (B, N, N, Do): o_j along columns
@@ -67,13 +85,14 @@ class RelationNetwork(nn.Module):
 
     def __init__(self, d_obj: int, d_question: int, n_answers: int, *, hidden: int = 64) -> None:
         super().__init__()
+        check_sizes(d_obj=d_obj, d_question=d_question, n_answers=n_answers, hidden=hidden)
         self.d_obj, self.d_question = d_obj, d_question
         self.g = _mlp(2 * d_obj + d_question, hidden, hidden, layers=2)
         self.f = _mlp(hidden, hidden, n_answers, layers=1)
         self.pair_activations: torch.Tensor | None = None
 
     def forward(self, objects: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
-        _check_scene(objects, questions, self.d_obj, self.d_question)
+        _check_scene(objects, questions, self.d_obj, self.d_question, self.f[0].weight)
         g = torch.relu(self.g(object_pairs(objects, questions)))  # g(o_i, o_j, q): (B, N, N, hidden)
         self.pair_activations = g.detach().norm(dim=-1)  # (B, N, N)
         return self.f(g.sum(dim=(1, 2)))  # f(sum_ij g_ij): (B, A)
@@ -84,11 +103,12 @@ class MLPReasoner(nn.Module):
 
     def __init__(self, d_obj: int, d_question: int, n_answers: int, *, n_objects: int, hidden: int = 128) -> None:
         super().__init__()
+        check_sizes(d_obj=d_obj, d_question=d_question, n_answers=n_answers, n_objects=n_objects, hidden=hidden)
         self.d_obj, self.d_question, self.n_objects = d_obj, d_question, n_objects
         self.net = _mlp(n_objects * d_obj + d_question, hidden, n_answers, layers=2)
 
     def forward(self, objects: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
-        _check_scene(objects, questions, self.d_obj, self.d_question)
+        _check_scene(objects, questions, self.d_obj, self.d_question, self.net[0].weight)
         if objects.shape[1] != self.n_objects:
             raise ValueError(f"objects must have N = {self.n_objects} objects; got shape {shape_str(objects)}")
         return self.net(torch.cat([objects.flatten(1), questions], dim=-1))  # (B, N*Do + Dq) -> (B, A)
@@ -105,13 +125,15 @@ class AttentionReasoner(nn.Module):
     def __init__(self, d_obj: int, d_question: int, n_answers: int, *, d_model: int = 32, n_heads: int = 2,
                  n_layers: int = 2) -> None:
         super().__init__()
+        check_sizes(d_obj=d_obj, d_question=d_question, n_answers=n_answers, d_model=d_model, n_heads=n_heads,
+                    n_layers=n_layers)
         self.d_obj, self.d_question = d_obj, d_question
         self.obj_in, self.q_in = nn.Linear(d_obj, d_model), nn.Linear(d_question, d_model)
         self.encoder = TransformerEncoder(d_model, n_heads, 2 * d_model, n_layers, norm="pre")
         self.out = nn.Linear(d_model, n_answers)
 
     def forward(self, objects: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
-        _check_scene(objects, questions, self.d_obj, self.d_question)
+        _check_scene(objects, questions, self.d_obj, self.d_question, self.obj_in.weight)
         tokens = torch.cat([self.q_in(questions)[:, None], self.obj_in(objects)], dim=1)  # (B, 1 + N, E)
         return self.out(self.encoder(tokens)[:, 0])  # read out at the question token: (B, A)
 
@@ -124,6 +146,7 @@ def reasoning_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Te
 @torch.no_grad()
 def accuracy_by_question(model: nn.Module, batch: dict[str, torch.Tensor], n_types: int = 3) -> torch.Tensor:
     """Accuracy per question type, ``(n_types,)`` (NaN for a type absent from the batch)."""
+    check_int("n_types", n_types, minimum=1)
     right = (model(batch["objects"], batch["questions"]).argmax(-1) == batch["answers"]).float()  # (B,)
     return torch.stack([right[batch["qtype"] == t].mean() if (batch["qtype"] == t).any() else torch.tensor(float("nan"))
                         for t in range(n_types)])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnkit._checks import check_tensor, shape_str
+from attnkit._checks import argument_names, check_module_input, check_sizes, check_tensor, shape_str
 from attnkit.datasets.sequences import set_max_task
 from attnkit.masks import padding_mask
 from attnkit.mha import MultiHeadAttention
@@ -34,15 +34,19 @@ def _rff(d: int, hidden: int | None = None) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d))
 
 
-def _check_set(name: str, x: object, d: int, key_padding: torch.Tensor | None) -> None:
+def _check_set(name: str, x: object, d: int, key_padding: torch.Tensor | None,
+               weight: torch.Tensor | None = None) -> None:
     check_tensor(name, x, min_rank=3, shape=f"(B, N, {d})")
     if x.dim() != 3 or x.shape[-1] != d:
         raise ValueError(f"{name} must be (B, N, {d}); got shape {shape_str(x)}")
+    if weight is not None:
+        check_module_input(name, x, weight, rank=3, shape=f"(B, N, {d})")
     if key_padding is not None:
         if not isinstance(key_padding, torch.Tensor) or key_padding.dtype != torch.bool:
             raise TypeError(f"key_padding must be a bool tensor (True = real element); got {key_padding!r:.60}")
-        if key_padding.shape != x.shape[:2]:
-            raise ValueError(f"key_padding must be (B, N) = {tuple(x.shape[:2])}; got {tuple(key_padding.shape)}")
+        if key_padding.shape != x.shape[:2] or key_padding.device != x.device:
+            raise ValueError(f"key_padding must be (B, N) = {tuple(x.shape[:2])} on {x.device} ({name}: "
+                             f"{shape_str(x)}); got {tuple(key_padding.shape)} on {key_padding.device}")
 
 
 class MAB(nn.Module):
@@ -54,6 +58,7 @@ class MAB(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, *, layer_norm: bool = True) -> None:
         super().__init__()
+        check_sizes(d_model=d_model, n_heads=n_heads)
         self.attn = MultiHeadAttention(d_model, n_heads)
         self.rff = _rff(d_model)
         self.ln1 = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
@@ -61,7 +66,8 @@ class MAB(nn.Module):
         self.weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
-        out, w = self.attn(x, y, y, key_padding=key_padding)
+        with argument_names(query="x", key="y", value="y"):
+            out, w = self.attn(x, y, y, key_padding=key_padding)
         self.weights = w.detach()
         h = self.ln1(x + out)  # H = LN(X + MHA(X, Y, Y))
         return self.ln2(h + self.rff(h))  # LN(H + rFF(H))
@@ -72,11 +78,12 @@ class SAB(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
+        check_sizes(d_model=d_model, n_heads=n_heads)
         self.d_model = d_model
         self.mab = MAB(d_model, n_heads)
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
-        _check_set("x", x, self.d_model, key_padding)
+        _check_set("x", x, self.d_model, key_padding, self.mab.attn.q_proj.weight)
         return self.mab(x, x, key_padding)
 
 
@@ -90,12 +97,13 @@ class ISAB(nn.Module):
         super().__init__()
         if isinstance(n_inducing, bool) or not isinstance(n_inducing, int) or n_inducing < 1:
             raise ValueError(f"n_inducing must be an int >= 1; got {n_inducing!r}")
+        check_sizes(d_model=d_model, n_heads=n_heads)
         self.d_model = d_model
         self.inducing = nn.Parameter(torch.randn(1, n_inducing, d_model) / d_model**0.5)  # (1, m, E)
         self.mab1, self.mab2 = MAB(d_model, n_heads), MAB(d_model, n_heads)
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
-        _check_set("x", x, self.d_model, key_padding)
+        _check_set("x", x, self.d_model, key_padding, self.inducing)
         inducing = self.inducing.expand(x.shape[0], -1, -1)  # (B, m, E)
         h = self.mab1(inducing, x, key_padding)  # H = MAB(I, X): (B, m, E), sees real elements only
         return self.mab2(x, h)  # MAB(X, H): (B, N, E)
@@ -111,13 +119,14 @@ class PMA(nn.Module):
         super().__init__()
         if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
             raise ValueError(f"n_seeds must be an int >= 1; got {n_seeds!r}")
+        check_sizes(d_model=d_model, n_heads=n_heads)
         self.d_model = d_model
         self.seeds = nn.Parameter(torch.randn(1, n_seeds, d_model) / d_model**0.5)  # (1, k, E)
         self.rff = _rff(d_model)
         self.mab = MAB(d_model, n_heads)
 
     def forward(self, z: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
-        _check_set("z", z, self.d_model, key_padding)
+        _check_set("z", z, self.d_model, key_padding, self.seeds)
         seeds = self.seeds.expand(z.shape[0], -1, -1)  # (B, k, E)
         return self.mab(seeds, self.rff(z), key_padding)  # (B, k, E)
 
@@ -134,6 +143,7 @@ class SetTransformer(nn.Module):
         super().__init__()
         if encoder not in ("isab", "sab"):
             raise ValueError(f"encoder must be 'isab' or 'sab'; got {encoder!r}")
+        check_sizes(d_in=d_in, n_outputs=n_outputs, d_model=d_model, n_heads=n_heads, n_layers=n_layers)
         self.d_in = d_in
         self.embed = nn.Linear(d_in, d_model)
         self.blocks = nn.ModuleList(ISAB(d_model, n_heads, n_inducing) if encoder == "isab" else SAB(d_model, n_heads)
@@ -142,7 +152,7 @@ class SetTransformer(nn.Module):
         self.out = nn.Linear(d_model, n_outputs)
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
-        _check_set("x", x, self.d_in, key_padding)
+        _check_set("x", x, self.d_in, key_padding, self.embed.weight)
         h = self.embed(x)  # (B, N, E)
         for block in self.blocks:
             h = block(h, key_padding)  # (B, N, E)
@@ -166,6 +176,7 @@ class DeepSets(nn.Module):
     def __init__(self, d_in: int, n_outputs: int, *, d_hidden: int = 64, pool: str = "sum",
                  n_heads: int = 4) -> None:
         super().__init__()
+        check_sizes(d_in=d_in, n_outputs=n_outputs, d_hidden=d_hidden)
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}; got {pool!r}")
         self.d_in, self.pool_kind = d_in, pool
@@ -174,7 +185,7 @@ class DeepSets(nn.Module):
         self.rho = nn.Sequential(nn.Linear(d_hidden, d_hidden), nn.ReLU(), nn.Linear(d_hidden, n_outputs))
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
-        _check_set("x", x, self.d_in, key_padding)
+        _check_set("x", x, self.d_in, key_padding, self.phi[0].weight)
         h = self.phi(x)  # (B, N, D)
         real = key_padding[..., None] if key_padding is not None else torch.ones_like(h[..., :1], dtype=torch.bool)
         if self.pool_kind == "sum":

@@ -26,7 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit._checks import check_tensor, shape_str
+from attnkit._checks import (
+    argument_names,
+    check_index_tensor,
+    check_module_input,
+    check_sizes,
+    check_tensor,
+    shape_str,
+)
 from attnkit.mha import MultiHeadAttention
 from attnkit.transformers._train import minibatch_adam
 
@@ -49,14 +56,20 @@ class PatchEmbedding(nn.Module):
 
     def __init__(self, image_size: int, patch: int, channels: int, dim: int) -> None:
         super().__init__()
+        check_sizes(image_size=image_size, patch=patch, channels=channels, dim=dim)
         if image_size % patch:
             raise ValueError(f"patch={patch} must divide image_size={image_size}")
+        self.image_size, self.channels = image_size, channels
         self.patch, self.n_patches = patch, (image_size // patch) ** 2
         self.proj = nn.Linear(channels * patch * patch, dim)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos = nn.Parameter(0.02 * torch.randn(1, 1 + self.n_patches, dim))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        S, C = self.image_size, self.channels
+        check_module_input("images", images, self.proj.weight, rank=4, shape=f"(B, {C}, {S}, {S})")
+        if images.shape[1:] != (C, S, S):
+            raise ValueError(f"images must be (B, {C}, {S}, {S}); got shape {shape_str(images)}")
         tokens = self.proj(patchify(images, self.patch))  # (B, Np, E)
         if tokens.shape[1] != self.n_patches:
             raise ValueError(f"expected {self.n_patches} patches; got images of shape {shape_str(images)}")
@@ -69,13 +82,18 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: int = 2) -> None:
         super().__init__()
+        check_sizes(dim=dim, heads=heads, mlp_ratio=mlp_ratio)
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, heads)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, w = self.attn(self.ln1(x))  # (B, L, E), (B, Hh, L, L)
+        check_module_input("x", x, self.ln1.weight, rank=3, shape=f"(B, L, {self.ln1.normalized_shape[0]})")
+        if x.shape[-1] != self.ln1.normalized_shape[0]:
+            raise ValueError(f"x must be (B, L, {self.ln1.normalized_shape[0]}); got shape {shape_str(x)}")
+        with argument_names(query="x", key="x", value="x"):
+            a, w = self.attn(self.ln1(x))  # (B, L, E), (B, Hh, L, L)
         self.last_weights = w.detach()
         x = x + a
         return x + self.mlp(self.ln2(x))
@@ -91,6 +109,7 @@ class TinyViT(nn.Module):
     def __init__(self, image_size: int = 16, patch: int = 4, channels: int = 1, dim: int = 32, depth: int = 2,
                  heads: int = 2, classes: int = 4) -> None:
         super().__init__()
+        check_sizes(depth=depth, heads=heads, classes=classes)
         self.embed = PatchEmbedding(image_size, patch, channels, dim)
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
@@ -126,8 +145,8 @@ def attention_rollout(attentions: list[torch.Tensor], *, residual: bool = True) 
     R = None
     for i, A in enumerate(attentions):
         check_tensor(f"attentions[{i}]", A, min_rank=4, shape="(B, Hh, L, L)")
-        if A.dim() != 4 or A.shape[-1] != A.shape[-2]:
-            raise ValueError(f"attentions[{i}] must be (B, Hh, L, L); got shape {shape_str(A)}")
+        if A.dim() != 4 or A.shape[-1] != A.shape[-2] or A.shape[1] < 1:
+            raise ValueError(f"attentions[{i}] must be (B, Hh, L, L) with Hh >= 1; got shape {shape_str(A)}")
         A = A.mean(1)  # (B, L, L)
         if residual:
             eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
@@ -149,18 +168,39 @@ def cls_rollout_map(model: TinyViT, images: torch.Tensor) -> torch.Tensor:
     return R[:, 0, 1:].reshape(-1, side, side)  # (B, H/P, W/P)
 
 
+def _check_labelled(images: object, labels: object) -> None:
+    check_tensor("images", images, min_rank=2)
+    check_index_tensor("labels", labels, low=0, high=2**62, rank=1)
+    if labels.shape != images.shape[:1] or labels.device != images.device:
+        raise ValueError(f"labels must be (n,) = ({images.shape[0]},) on {images.device}, one per image of images: "
+                         f"{shape_str(images)} on {images.device}; got shape {shape_str(labels)} on {labels.device}")
+    if len(images) == 0:
+        raise ValueError("images is empty: there is nothing to classify")
+
+
 def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 5,
                      batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> list[float]:
     """Mini-batch Adam on the cross-entropy; returns the loss of every step."""
-    check_tensor("images", images, min_rank=2)
-    if labels.shape != images.shape[:1]:
-        raise ValueError(f"labels must be (n,) = ({images.shape[0]},); got shape {shape_str(labels)}")
-    return minibatch_adam(model, len(images), lambda idx: F.cross_entropy(model(images[idx]), labels[idx]),
+    _check_labelled(images, labels)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        logits = model(images[idx])
+        if int(labels.max()) >= logits.shape[-1]:
+            raise ValueError(f"labels must be class ids below the model's {logits.shape[-1]} classes; got "
+                             f"max {int(labels.max())}")
+        return F.cross_entropy(logits, labels[idx])
+
+    return minibatch_adam(model, len(images), batch_loss,
                           epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
                           desc=type(model).__name__)
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of ``images`` whose arg-max logit is the label."""
+    _check_labelled(images, labels)
     with torch.no_grad():
-        return (model(images).argmax(-1) == labels).float().mean().item()
+        logits = model(images)
+        if int(labels.max()) >= logits.shape[-1]:
+            raise ValueError(f"labels must be class ids below the model's {logits.shape[-1]} classes; got "
+                             f"max {int(labels.max())}")
+        return (logits.argmax(-1) == labels).float().mean().item()

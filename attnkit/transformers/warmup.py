@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from attnkit._checks import check_int, check_positive
+from attnkit._checks import check_ids, check_int, check_positive, check_sizes
 from attnkit.transformers.blocks import TransformerEncoder, train_steps
 from attnkit.transformers.positions import sinusoidal_positions
 
@@ -60,7 +60,7 @@ def schedule_factor(kind: str, warmup: int) -> Callable[[int], float]:
     ``"decay"``: the same inverse-square-root decay, ``min(1, sqrt(warmup / t))``, with no warm-up.
     """
     if kind not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}; got {kind!r}")
+        raise ValueError(f"schedule must be one of {SCHEDULES}; got kind = {kind!r}")
     check_int("warmup", warmup, minimum=1)
     if kind == "constant":
         return lambda step: 1.0
@@ -81,6 +81,7 @@ class EncoderTagger(nn.Module):
                  n_layers: int = 12, norm: str = "post", max_len: int = 64) -> None:
         super().__init__()
         check_int("vocab_size", vocab_size, minimum=2)
+        check_sizes(d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=n_layers, max_len=max_len)
         self.embed = nn.Embedding(vocab_size, d_model)
         self.register_buffer("pe", sinusoidal_positions(max_len, d_model), persistent=False)
         self.encoder = TransformerEncoder(d_model, n_heads, d_ff, n_layers, norm=norm)
@@ -89,13 +90,22 @@ class EncoderTagger(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.dim() != 2:
             raise TypeError(f"tokens must be a (B, L) tensor of token ids (torch.long); got {tokens!r:.80}")
+        check_ids("tokens", tokens, self.embed.num_embeddings, rank=2, device=self.embed.weight.device)
+        if tokens.shape[1] > self.pe.shape[0]:
+            raise ValueError(f"tokens has length {tokens.shape[1]} > max_len={self.pe.shape[0]}")
         return self.head(self.encoder(self.embed(tokens) + self.pe[: tokens.shape[1]]))  # (B, L, V)
 
 
 def tagging_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy of ``model(src) (B, L, V)`` against ``tgt (B, L)`` for ``batch = (src, tgt)``."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise TypeError(f"batch must be a pair (src, tgt); got {type(batch).__name__}")
     src, tgt = batch
     logits = model(src)  # (B, L, V)
+    check_ids("tgt (batch[1])", tgt, logits.shape[-1], rank=2, device=logits.device)
+    if tgt.shape != src.shape:
+        raise ValueError(f"tgt (batch[1]) must have src's shape {tuple(src.shape)}, one tag per token; got "
+                         f"{tuple(tgt.shape)}")
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))  # (B*L, V)
 
 

@@ -13,14 +13,14 @@ from attnkit.exercises import check_masked_softmax, check_scaled_dot_attention
 def test_correct_solution_passes(capsys) -> None:
     result = check_masked_softmax(lambda s, m: masked_softmax(s, m))
     assert result and result.n_passed == result.n_cases
-    assert "all 7 cases passed" in capsys.readouterr().out
+    assert "all 8 cases passed" in capsys.readouterr().out
 
 
 def test_naive_softmax_fails_on_the_fully_masked_row(capsys) -> None:
     result = check_masked_softmax(lambda s, m: torch.softmax(s.masked_fill(~m, float("-inf")), -1))
     assert not result and result.failed_case == "a fully masked row"
     out = capsys.readouterr().out
-    assert "NaN" in out and "hint:" in out and "2 of 7 cases passed" in out
+    assert "NaN" in out and "hint:" in out and "2 of 8 cases passed" in out
 
 
 def test_no_max_subtraction_fails_on_large_logits() -> None:
@@ -134,3 +134,65 @@ def test_compare_accepts_matching_infinities_and_rejects_others() -> None:
     assert compare(torch.tensor([inf, 1.0]), torch.tensor([inf, 1.0]), 1e-6, 1e-6) is None
     assert "inf" in compare(torch.tensor([inf, 1.0]), torch.tensor([0.0, 1.0]), 1e-6, 1e-6)
     assert "values differ" in compare(torch.tensor([inf, 2.0]), torch.tensor([inf, 1.0]), 1e-6, 1e-6)
+
+
+# ---- wrong answers that look right: each checker must reject them ------------------------------
+
+def _naive_masked_softmax(s, m):
+    """Correct, in float32 internally, back in the scores' dtype."""
+    x = s.float().masked_fill(~torch.broadcast_to(m, s.shape), float("-inf"))
+    mx = x.amax(-1, keepdim=True)
+    e = torch.exp(x - torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx)))
+    z = e.sum(-1, keepdim=True)
+    return (e / torch.where(z > 0, z, torch.ones_like(z))).to(s.dtype)
+
+
+def test_a_plain_correct_masked_softmax_passes() -> None:
+    assert check_masked_softmax(_naive_masked_softmax, quiet=True)
+
+
+def test_masked_softmax_wrong_answers_fail() -> None:
+    wrong = {
+        "float64 for every input": lambda s, m: _naive_masked_softmax(s.double(), m),
+        "float32 for float16": lambda s, m: _naive_masked_softmax(s.float(), m),
+        "over the wrong axis": lambda s, m: _naive_masked_softmax(s.mT, torch.broadcast_to(m, s.shape).mT).mT,
+        "inverted mask polarity": lambda s, m: _naive_masked_softmax(s, ~torch.broadcast_to(m, s.shape)),
+        "mask ignored": lambda s, m: _naive_masked_softmax(s, torch.ones_like(s, dtype=torch.bool)),
+        "mask added as 0/1": lambda s, m: torch.softmax(s + m.to(s.dtype), -1),
+    }
+    for name, fn in wrong.items():
+        assert not check_masked_softmax(fn, quiet=True), name
+
+
+def _sdpa(q, k, v, m=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    return _naive_masked_softmax(s, torch.ones_like(s, dtype=torch.bool) if m is None else m) @ v
+
+
+def test_scaled_dot_attention_wrong_answers_fail() -> None:
+    assert check_scaled_dot_attention(_sdpa, quiet=True)
+    wrong = {
+        "float32 output for float16": lambda q, k, v, m=None: _sdpa(q.float(), k.float(), v.float(), m),
+        "scaled by sqrt(dv)": lambda q, k, v, m=None: _sdpa(q * math.sqrt(q.shape[-1] / v.shape[-1]), k, v, m),
+        "scaled by d": lambda q, k, v, m=None: _sdpa(q / math.sqrt(q.shape[-1]), k, v, m),
+        "inverted mask": lambda q, k, v, m=None: _sdpa(q, k, v, None if m is None else ~m),
+    }
+    for name, fn in wrong.items():
+        assert not check_scaled_dot_attention(fn, quiet=True), name
+
+    def over_queries(q, k, v, m=None):
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if m is not None:
+            s = s.masked_fill(~m, float("-inf"))
+        return torch.nan_to_num(torch.softmax(s, dim=-2)) @ v
+
+    result = check_scaled_dot_attention(over_queries, quiet=True)
+    assert not result
+
+
+def test_compare_checks_dtype_and_device() -> None:
+    from attnkit.exercises._harness import compare
+
+    assert "dtype torch.float32, expected torch.float16" in compare(torch.ones(2), torch.ones(2).half(), 1, 1)
+    assert "device meta" in compare(torch.ones(2, device="meta"), torch.ones(2), 1, 1)
+    assert compare(torch.ones(2).half(), torch.ones(2).half(), 0, 0) is None
