@@ -111,7 +111,7 @@ def unshard(shards: Sequence[torch.Tensor], layout: str = "contiguous", *, dim: 
     first = shards[0]
     for r, s in enumerate(shards):
         if s.shape != first.shape:
-            raise ValueError(f"every shard must have the same shape; shard 0 is {shape_str(first)}, "
+            raise ValueError(f"shards must all have the same shape; shard 0 is {shape_str(first)}, "
                              f"shard {r} is {shape_str(s)}")
         if s.dtype != first.dtype:
             raise TypeError(f"shards must share one dtype; shard 0 is {first.dtype}, shard {r} is {s.dtype}")

@@ -73,7 +73,8 @@ def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         raise ValueError(f"q and k must have the same width d: q {shape_str(q)}, k {shape_str(k)}")
     batch = broadcast_batch(q=q, k=k, v=v)
     if mask is not None:
-        check_mask(mask, (*batch, q.shape[-2], k.shape[-2]), device=q.device)
+        check_mask(mask, (*batch, q.shape[-2], k.shape[-2]), device=q.device,
+                   source=f"batch and Lq of q: {shape_str(q)}, Lk of k: {shape_str(k)}")
         if mask.dtype != torch.bool:
             raise TypeError(f"mask must be bool (True = takes part); got dtype {mask.dtype}")
     return _block_attention(q, k, v, mask)

@@ -246,6 +246,8 @@ def spill_free(result: dict) -> dict[str, dict[int, tuple[Entry, ...]]]:
 
 def load_sweep(path: str | Path = RECORDED) -> dict | None:
     """The recorded compile sweep, or ``None`` if there is none."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path must be a str or a pathlib.Path; got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         return None

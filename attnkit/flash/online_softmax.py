@@ -125,6 +125,8 @@ def online_softmax_stats(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
         elif s.shape[:-1] != m_i.shape:
             raise ValueError(f"every block needs the leading shape of the first, {m_i.shape}; "
                              f"blocks[{i}] has shape {s.shape}")
+        if s.shape[-1] == 0:  # a block of no column adds nothing
+            continue
         # m_new = max(m_i, max_j s_j)
         m_new = np.maximum(m_i, s.max(-1))
         safe = _empty_safe(m_new)
@@ -165,14 +167,21 @@ class ByteCounter:
     reads: dict[str, int] = field(default_factory=dict)
     writes: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_int("bytes_per_element", self.bytes_per_element, minimum=1)
+
     def read(self, name: str, block: np.ndarray, bytes_per_element: int | None = None) -> np.ndarray:
         """Count ``block`` as loaded from HBM into SRAM; return it unchanged."""
+        if not isinstance(block, np.ndarray):
+            raise TypeError(f"block must be a NumPy array; got {type(block).__name__}")
         b = self.bytes_per_element if bytes_per_element is None else bytes_per_element
         self.reads[name] = self.reads.get(name, 0) + block.size * b
         return block
 
     def write(self, name: str, block: np.ndarray, bytes_per_element: int | None = None) -> None:
         """Count ``block`` as stored from SRAM to HBM."""
+        if not isinstance(block, np.ndarray):
+            raise TypeError(f"block must be a NumPy array; got {type(block).__name__}")
         b = self.bytes_per_element if bytes_per_element is None else bytes_per_element
         self.writes[name] = self.writes.get(name, 0) + block.size * b
 
@@ -404,6 +413,14 @@ def flash_forward_kv_outer_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causa
     return o, np.where(l_hbm > 0, m_hbm + np.log(np.where(l_hbm > 0, l_hbm, 1.0)), -np.inf)
 
 
+def _check_sizes(causal: object = False, **sizes: object) -> None:
+    """Sizes ``n`` (may be 0) and the others (>= 1) are ints; ``causal`` is a bool."""
+    for name, value in sizes.items():
+        check_int(name, value, minimum=0 if name == "n" else 1)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be True or False; got {type(causal).__name__}")
+
+
 def _visited_rows(n: int, outer: int, inner: int, causal: bool, inner_is_query: bool) -> int:
     """Rows of the inner blocks a blocked loop touches, summed over its outer blocks."""
     rows = 0
@@ -436,6 +453,7 @@ def hbm_traffic(n: int, d: int, block_m: int = 64, block_n: int = 64, causal: bo
     """
     if order not in ("q_outer", "kv_outer"):
         raise ValueError(f"order must be 'q_outer' (FlashAttention-2) or 'kv_outer' (FlashAttention-1); got {order!r}")
+    _check_sizes(n=n, d=d, block_m=block_m, block_n=block_n, bytes_per_element=bytes_per_element, causal=causal)
     b = bytes_per_element
     naive = (4 * n * d + 4 * n * n) * b
     if order == "q_outer":
@@ -456,6 +474,7 @@ def hbm_traffic_backward(n: int, d: int, block_m: int = 16, block_n: int = 16, c
     the float32 LSE and delta read, and dQ read and written back. About
     ``6 N d + 4 N d * N / block_n`` elements plus ``4 N + 8 N^2 / block_n`` float32 bytes.
     """
+    _check_sizes(n=n, d=d, block_m=block_m, block_n=block_n, bytes_per_element=bytes_per_element, causal=causal)
     b = bytes_per_element
     q_rows = _visited_rows(n, block_n, block_m, causal, inner_is_query=True)
     return (2 * n * d + 4 * n * d + 4 * q_rows * d) * b + 4 * (n + 2 * q_rows)
@@ -467,6 +486,8 @@ def flash1_block_sizes(sram_elements: int, d: int) -> tuple[int, int]:
     ``B_c = ceil(M / (4 d))`` and ``B_r = min(ceil(M / (4 d)), d)``: four blocks of about
     ``M / 4`` elements each (``Q_i``, ``O_i``, ``K_j``, ``V_j``) fill the SRAM. Needs ``d <= M``.
     """
+    check_int("sram_elements", sram_elements, minimum=1)
+    check_int("d", d, minimum=1)
     if not d <= sram_elements:
         raise ValueError(f"FlashAttention's analysis needs d <= M; got d={d}, M={sram_elements}")
     bc = -(-sram_elements // (4 * d))
@@ -485,6 +506,7 @@ def sram_bytes(block_m: int, block_n: int, d: int, bytes_per_element: int = 2, n
     conversions or the epilogue, or its reuse of one buffer for several tiles; the tests compare
     the model with Triton's compiled kernel where Triton is installed.
     """
+    _check_sizes(block_m=block_m, block_n=block_n, d=d, bytes_per_element=bytes_per_element, num_stages=num_stages)
     return (block_m * d + num_stages * 2 * block_n * d) * bytes_per_element
 
 
@@ -495,4 +517,5 @@ def register_bytes(block_m: int, block_n: int, d: int) -> int:
     256 KB of registers (65,536 of 4 bytes), at most 255 per thread, shared by the programs
     resident on it; a tile whose state does not fit spills to (slow) local memory.
     """
+    _check_sizes(block_m=block_m, block_n=block_n, d=d)
     return 4 * (block_m * d + block_m * block_n + 2 * block_m)
