@@ -62,6 +62,13 @@ VARIANTS: dict[tuple[str, int], tuple[str, ...]] = {
 VARIANTS["bwd", 256] = ("pointer",)
 
 
+def _plain(value: object) -> object:
+    """A NumPy integer as a Python int (anything else unchanged), for the int checks."""
+    import numpy as np
+
+    return int(value) if isinstance(value, np.integer) else value
+
+
 def _check_name(name: object) -> str:
     if name not in ("fwd", "bwd"):
         raise ValueError(f"name must be 'fwd' or 'bwd'; got {name!r}")
@@ -104,19 +111,19 @@ SWEEP_DTYPES = (torch.bfloat16, torch.float16)
 
 def bucket(n: int) -> int:
     """The autotuner's key for a length: the next power of two (at least 16)."""
-    check_int("n", n, minimum=0)
+    check_int("n", _plain(n), minimum=0)
     return max(16, 1 << max(0, int(n) - 1).bit_length())
 
 
 def block_d(d: int) -> int:
     """The tile width for head dim ``d``: the next power of two, at least 16 (d = 80, 96 -> 128)."""
-    check_int("d", d, minimum=1)
+    check_int("d", _plain(d), minimum=1)
     return max(16, 1 << (int(d) - 1).bit_length())
 
 
 def d_class(d: int) -> int:
     """Which list of ``AUTOTUNE_CONFIGS`` serves head dim ``d``: 64 (d <= 64), 128 or 256."""
-    check_int("d", d, minimum=1)
+    check_int("d", _plain(d), minimum=1)
     if d > 256:
         raise ValueError(f"d must be a head dim of at most 256 (the largest tile class); got {d}")
     return max(64, block_d(d))
@@ -134,7 +141,7 @@ def shared_bytes(name: str, entry: Entry, d: int, elem_bytes: int = 2) -> int:
     """
     _check_name(name)
     bm, bn, _, stages = _check_entry(entry)
-    check_int("elem_bytes", elem_bytes, minimum=1)
+    check_int("elem_bytes", _plain(elem_bytes), minimum=1)
     bd = block_d(d)
     if name == "fwd":
         tiles = bm * bd + stages * 2 * bn * bd + bm * bn
@@ -151,7 +158,7 @@ def prune(name: str, d: int, dtype: torch.dtype, max_shared: int) -> list[Entry]
     _check_name(name)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
-    check_int("max_shared", max_shared, minimum=0)
+    check_int("max_shared", _plain(max_shared), minimum=0)
     entries = AUTOTUNE_CONFIGS[name][d_class(d)]
     elem = torch.empty((), dtype=dtype).element_size()
     if dtype == torch.float32:

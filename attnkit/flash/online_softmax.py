@@ -85,7 +85,7 @@ def _qkv(q: object, k: object, v: object, causal: object, softmax_scale: object,
     if softmax_scale is not None:
         check_positive("softmax_scale", softmax_scale)
     for name, b in blocks.items():
-        check_int(name, b, minimum=1)
+        _check_int(name, b, minimum=1)
     return q, k, v, _scale(q.shape[-1], softmax_scale)
 
 
@@ -146,7 +146,7 @@ def online_softmax(x: np.ndarray, block_size: int = 4) -> np.ndarray:
     columns. Fully masked rows (all ``-inf``) give zeros.
     """
     x = _array("x", x, min_rank=1, shape="(..., n)")
-    check_int("block_size", block_size, minimum=1)
+    _check_int("block_size", block_size, minimum=1)
     n = x.shape[-1]
     if n == 0:  # an empty row: an empty softmax
         return np.zeros(x.shape)
@@ -168,7 +168,7 @@ class ByteCounter:
     writes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_int("bytes_per_element", self.bytes_per_element, minimum=1)
+        _check_int("bytes_per_element", self.bytes_per_element, minimum=1)
 
     def read(self, name: str, block: np.ndarray, bytes_per_element: int | None = None) -> np.ndarray:
         """Count ``block`` as loaded from HBM into SRAM; return it unchanged."""
@@ -413,10 +413,15 @@ def flash_forward_kv_outer_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causa
     return o, np.where(l_hbm > 0, m_hbm + np.log(np.where(l_hbm > 0, l_hbm, 1.0)), -np.inf)
 
 
+def _check_int(name: str, value: object, *, minimum: int) -> int:
+    """:func:`attnkit._checks.check_int` that also takes NumPy integers (``2 ** np.arange(8, 15)``)."""
+    return check_int(name, int(value) if isinstance(value, np.integer) else value, minimum=minimum)
+
+
 def _check_sizes(causal: object = False, **sizes: object) -> None:
     """Sizes ``n`` (may be 0) and the others (>= 1) are ints; ``causal`` is a bool."""
     for name, value in sizes.items():
-        check_int(name, value, minimum=0 if name == "n" else 1)
+        _check_int(name, value, minimum=0 if name == "n" else 1)
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be True or False; got {type(causal).__name__}")
 
@@ -486,8 +491,8 @@ def flash1_block_sizes(sram_elements: int, d: int) -> tuple[int, int]:
     ``B_c = ceil(M / (4 d))`` and ``B_r = min(ceil(M / (4 d)), d)``: four blocks of about
     ``M / 4`` elements each (``Q_i``, ``O_i``, ``K_j``, ``V_j``) fill the SRAM. Needs ``d <= M``.
     """
-    check_int("sram_elements", sram_elements, minimum=1)
-    check_int("d", d, minimum=1)
+    _check_int("sram_elements", sram_elements, minimum=1)
+    _check_int("d", d, minimum=1)
     if not d <= sram_elements:
         raise ValueError(f"FlashAttention's analysis needs d <= M; got d={d}, M={sram_elements}")
     bc = -(-sram_elements // (4 * d))

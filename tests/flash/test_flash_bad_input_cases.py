@@ -15,6 +15,7 @@ from attnkit.flash.online_softmax import (
     flash_backward_np,
     flash_forward_kv_outer_np,
     flash_forward_np,
+    hbm_traffic,
     online_softmax,
     online_softmax_stats,
 )
@@ -138,3 +139,12 @@ def test_autotune_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="name"):
         autotune.uses_tma("fw", 64)
     assert autotune.d_class(256) == 256 and autotune.bucket(0) == 16
+
+
+def test_numpy_integers_are_sizes_too() -> None:
+    # the chapter sweeps n over 2 ** np.arange(8, 15)
+    n = np.int64(256)
+    assert hbm_traffic(n, 64) == hbm_traffic(256, 64)
+    assert autotune.bucket(np.int32(100)) == 128
+    with pytest.raises(TypeError, match="block_m"):
+        hbm_traffic(256, 64, block_m=np.float64(16.0))
