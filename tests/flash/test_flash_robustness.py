@@ -53,7 +53,7 @@ SPECS = [
     Spec("online_softmax.online_softmax", osm.online_softmax,
          {"x": A(3, 5, rank=(1, None)), "block_size": Int(2, huge=True)}),
     Spec("online_softmax.attention_np", osm.attention_np, {**qkv(), "softmax_scale": P(0.5)}),
-    Spec("online_softmax.attention_np[causal]", osm.attention_np, {**qkv(), "causal": Keep(True)}),
+    Spec("online_softmax.attention_np[causal]", osm.attention_np, {**qkv(N=6), "causal": Keep(True)}),
     Spec("online_softmax.flash_forward_np", osm.flash_forward_np,
          {**qkv(), "block_m": Int(4, huge=True), "block_n": Int(3, huge=True), "softmax_scale": P(0.5)}),
     Spec("online_softmax.flash_forward_np[causal]", osm.flash_forward_np,
