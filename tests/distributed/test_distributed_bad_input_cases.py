@@ -161,3 +161,31 @@ def test_ranks_that_disagree_on_requires_grad_fail_before_the_ring(group2) -> No
     # rank 0 would run the backward ring, rank 1 never: rank 0 would wait for it
     out = on_ranks(group2, "ring_attention", [((q.requires_grad_(), k, v), {}), ((q.detach(), k, v), {})])
     assert all(o[0] == "error" and "requires grad" in o[2] for o in out), out
+
+
+def test_a_fully_masked_block_gives_zeros_and_drops_out_of_the_merge() -> None:
+    q, k, v = (t[0] for t in qkv())
+    none = torch.zeros(2, 8, 8, dtype=torch.bool)
+    o, lse = block_attention(q, k, v, mask=none)
+    assert not o.any() and torch.isneginf(lse).all()
+    o_all, lse_all = block_attention(q, k, v)
+    o_m, lse_m = merge_all([(o, lse), (o_all, lse_all)])
+    torch.testing.assert_close(o_m, o_all)
+    torch.testing.assert_close(lse_m, lse_all)
+
+
+def test_the_rank_functions_import_no_sympy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import os, sys, tempfile, torch, torch.distributed as dist\n"
+            "os.environ.setdefault('GLOO_SOCKET_IFNAME', 'lo')\n"
+            "dist.init_process_group('gloo', init_method='file://' + tempfile.mkdtemp() + '/s', rank=0, world_size=1)\n"
+            "from attnkit.distributed import ring_attention, ulysses_attention\n"
+            "q = torch.randn(1, 2, 8, 4, requires_grad=True)\n"
+            "for f in (ring_attention, ulysses_attention):\n"
+            "    f(q, q, q, causal=True).sum().backward()\n"
+            "print('sympy' in sys.modules)\n"
+            "dist.destroy_process_group()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
