@@ -86,6 +86,9 @@ def require_group(group: object = None) -> tuple[int, int]:
             "no process group is initialised: call torch.distributed.init_process_group(...) in every "
             "process first (or run the function with attnkit.distributed.launch.spawn / WorkerGroup)"
         )
+    if group is not None and not isinstance(group, dist.ProcessGroup):
+        raise TypeError(f"group must be a torch.distributed process group (from new_group) or None for the "
+                        f"world; got {type(group).__name__}")
     rank = dist.get_rank(group)
     if rank < 0:
         raise ValueError(f"this process (global rank {dist.get_rank()}) is not a member of the given group")
@@ -154,7 +157,8 @@ def _local_problem(q: object, k: object, v: object, causal: object, layout: obje
         if v.shape[:3] != k.shape[:3]:
             raise ValueError(f"v must be (B, H, n, dv) with the B, H, n of k; got k {shape_str(k)}, v {shape_str(v)}")
         if not isinstance(causal, bool):
-            raise TypeError(f"causal must be a bool; got {type(causal).__name__}")
+            raise TypeError(f"causal must be a Python bool; got {causal!r} of type "
+                            f"{type(causal).__module__}.{type(causal).__name__}")
         check_layout(layout)
         if layout == "zigzag" and q.shape[2] % 2:
             raise ValueError(f"the zigzag layout holds two equal chunks per rank, so the local length must be "

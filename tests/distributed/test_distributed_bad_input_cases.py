@@ -123,6 +123,10 @@ def test_ring_refuses_meta_tensors_and_bad_stats_before_the_ring(world1) -> None
         ulysses_attention(q, k, v, stats=3)
     with pytest.raises(TypeError, match="return_lse"):
         ring_attention(q, k, v, return_lse="yes")
+    with pytest.raises(TypeError, match=r"\bgroup\b"):
+        ring_attention(q, k, v, group="x")  # once torch's "Group x is not registered"
+    with pytest.raises(TypeError, match=r"causal must be a Python bool; got np.True_ of type numpy.bool"):
+        ulysses_attention(q, k, v, causal=__import__("numpy").bool_(True))
 
 
 # ---- two ranks: one rank's bad input fails every rank, fast; nobody waits for a peer ---------------
