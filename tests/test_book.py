@@ -81,6 +81,50 @@ def test_chapters_are_offered_for_download_as_executed_notebooks(built_book) -> 
         assert f"{doc.rsplit('/', 1)[-1]}.ipynb" in page, f"{doc}: the page does not link its .ipynb"
 
 
+
+def _page_bytes(html_dir: Path, page: Path) -> int:
+    """The page's HTML (with its embedded widget frames) plus the images it shows."""
+    text = page.read_text()
+    total = page.stat().st_size
+    for src in sorted(set(re.findall(r'<img[^>]+src="([^"]+)"', text))):
+        if src.startswith(("data:", "http:", "https:")):
+            continue
+        image = (page.parent / src.split("#")[0]).resolve()
+        if image.is_file() and html_dir.resolve() in image.parents:
+            total += image.stat().st_size
+    return total
+
+
+def test_pages_stay_light_and_their_sizes_are_reported(built_book) -> None:
+    """Each page with its images and widget frames under 3 MB; sizes in _build/page-sizes.json."""
+    html = built_book.html
+    sizes = {doc: _page_bytes(html, html / f"{doc}.html") for doc in toc_docnames()}
+    book = sum(f.stat().st_size for f in html.rglob("*") if f.is_file())
+    report = {"limit_bytes": PAGE_LIMIT_BYTES, "pages_bytes": sum(sizes.values()), "book_bytes": book,
+              "largest": max(sizes, key=sizes.get), "pages": dict(sorted(sizes.items(), key=lambda kv: -kv[1]))}
+    (ROOT / "_build").mkdir(exist_ok=True)
+    (ROOT / "_build" / "page-sizes.json").write_text(json.dumps(report, indent=2))
+    print(f"\npage sizes (MB): largest {sizes[report['largest']] / 1e6:.2f} ({report['largest']}), "
+          f"book {book / 1e6:.1f}")
+    heavy = {d: n for d, n in sizes.items() if n >= PAGE_LIMIT_BYTES}
+    assert not heavy, f"pages over {PAGE_LIMIT_BYTES / 1e6:.0f} MB: {heavy}"
+
+
+def test_exercises_and_figures_are_numbered_per_chapter(built_book) -> None:
+    """Exercise and figure numbers restart in every chapter (13.1, 13.2, ... in chapter 13)."""
+    for doc in toc_docnames():
+        page = (built_book.html / f"{doc}.html").read_text()
+        for kind in ("Exercise", "Fig."):
+            numbers = re.findall(rf'<span class="caption-number">{re.escape(kind)} ([\d.]+)\s*</span>', page)
+            numbers = list(dict.fromkeys(numbers))  # a solution repeats its exercise's number
+            if not numbers:
+                continue
+            prefixes = {n.rsplit(".", 1)[0] if "." in n else "" for n in numbers}
+            assert len(prefixes) == 1, f"{doc}: {kind} numbers from several chapters: {numbers}"
+            last = [int(n.rsplit(".", 1)[-1]) for n in numbers]
+            assert sorted(last) == list(range(1, len(last) + 1)), f"{doc}: {kind} numbered {numbers}"
+
+
 # ---- code fits the page (no build needed) ------------------------------------------------------
 
 _FENCE = re.compile(r"^(`{3,}|~{3,}|:{3,})\s*(\{[\w:-]+\}|\w+)?(.*)$")
