@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up from scratch, idempotently: a virtual environment with the Python packages
-# and attnkit (editable), the JavaScript the offline book needs (MathJax, require.js, the
-# ipywidgets embed manager: fetched with npm, not committed), and Chromium for the browser test.
+# and attnkit (editable), JupyterLab with its MyST and Jupytext extensions (requirements-lab.txt,
+# for .ci/lab.sh), the JavaScript the offline book needs (MathJax, require.js, the ipywidgets
+# embed manager: fetched with npm, not committed), and Chromium for the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +19,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $PY"
   "$PY" -m venv .venv
 fi
-echo "[setup] installing requirements.txt and attnkit (pip)"
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -e . 2>&1 \
+echo "[setup] installing requirements.txt, requirements-lab.txt (JupyterLab) and attnkit (pip)"
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-lab.txt -e . 2>&1 \
   | grep -v -E "^WARNING: Location .* is ignored" || true
 .venv/bin/python -c "import attnkit, torch; print('[setup] attnkit', attnkit.__version__, '| torch', torch.__version__)"
 

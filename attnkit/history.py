@@ -9,7 +9,9 @@ here is in the table of contents and every key is in the bibliography, so they c
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
+from datetime import date
 
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
@@ -85,28 +87,48 @@ def chapters() -> list[str]:
     return out
 
 
-def plot_timeline(history: tuple[Milestone, ...] = HISTORY, ax: plt.Axes | None = None) -> plt.Axes:
+def plot_timeline(history: tuple[Milestone, ...] = HISTORY, ax: plt.Axes | None = None, *,
+                  last_year: int | None = None, fontsize: float = 10.0) -> plt.Axes:
     """Draw the history as a timeline: one bar per milestone, coloured by era.
 
-    Milestones whose chapter is not written yet are drawn hollow.
+    The x axis runs from 1950 to ``last_year`` (default: the current year). Each bar carries
+    its years and idea, wrapped, at ``fontsize`` points (10 or more, so it reads at the page's
+    width): right of the bar in the first half of the axis, left of it in the second, so that
+    no label runs off the axes. Milestones whose chapter is not written yet are drawn hollow.
     """
+    first_year = 1950
+    last_year = date.today().year if last_year is None else int(last_year)
+    if last_year <= max(m.end for m in history):
+        raise ValueError(f"last_year must come after the last milestone "
+                         f"({max(m.end for m in history)}); got {last_year}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 0.45 * len(history) + 1.2))
+        _, ax = plt.subplots(figsize=(10, 0.62 * len(history) + 1.6))
     colors = dict(zip(ERAS, plt.get_cmap("tab10").colors))
+    middle = (first_year + last_year) / 2
     for row, m in enumerate(history):
         y = len(history) - 1 - row
         width = max(m.end - m.start, 0.8)
         ax.barh(y, width, left=m.start, height=0.6, color=colors[m.era] if m.chapter else "white",
                 edgecolor=colors[m.era], linewidth=1.5)
-        ax.text(m.start + width + 0.8, y, f"{m.years}  {m.idea}", va="center", fontsize=8.5)
+        label = textwrap.fill(f"{m.years}  {m.idea}", width=56)
+        if m.start < middle:
+            ax.text(m.start + width + 0.8, y, label, va="center", ha="left", fontsize=fontsize)
+        else:
+            ax.text(m.start - 0.8, y, label, va="center", ha="right", fontsize=fontsize)
     # one swatch per era (an empty barh would draw every swatch in the default colour)
     handles = [Patch(facecolor=c, edgecolor=c, label=era) for era, c in colors.items()]
     ax.set_yticks([])
-    ax.set_xlim(1950, 2045)
-    ax.set_xlabel("year")
+    ax.set_ylim(-0.7, len(history) - 0.3)
+    ax.set_xlim(first_year, last_year)
+    ticks = [*range(first_year, last_year - 4, 10), last_year]
+    ax.set_xticks(ticks)
+    ax.tick_params(axis="x", labelsize=fontsize)
+    ax.set_xlabel("year", fontsize=fontsize)
     title = "Attention, from the cocktail party to FlashAttention"
-    ax.set_title(title + (" (hollow: chapter to come)" if any(m.chapter is None for m in history) else ""))
-    ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=False)
+    ax.set_title(title + (" (hollow: chapter to come)" if any(m.chapter is None for m in history) else ""),
+                 fontsize=fontsize + 2)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=len(ERAS),
+              fontsize=fontsize, frameon=False)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     return ax

@@ -58,9 +58,9 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None, dim: 
 
     Equivalent to::
 
-        s = scores.masked_fill(~mask, -inf)            # bool mask; or scores + mask if float
-        w = torch.softmax(s, dim)                      # ... but NaN on fully masked rows
-        w = torch.nan_to_num(w, nan=0.0)               # ... which we define to be 0
+        s = scores.masked_fill(~mask, -inf)   # bool mask; or scores + mask if float
+        w = torch.softmax(s, dim)             # ... but NaN on fully masked rows
+        w = torch.nan_to_num(w, nan=0.0)      # ... which we define to be 0
 
     (the last line only for rows with nothing kept: a NaN score that takes part still gives
     a NaN row, as in ``torch.softmax``).

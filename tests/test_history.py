@@ -77,3 +77,32 @@ def test_timeline_legend_has_one_colour_per_era() -> None:
     colours = {tuple(h.get_facecolor()) for h in legend.legend_handles}
     assert len(colours) == len(ERAS), "every era must have its own swatch colour"
     plt.close("all")
+
+
+def test_timeline_ends_at_the_current_year_with_readable_labels() -> None:
+    """The x axis stops at this year (not decades ahead) and every label is at least 10 pt."""
+    from datetime import date
+
+    ax = plot_timeline()
+    fig = ax.figure
+    fig.tight_layout()
+    assert ax.get_xlim() == (1950, date.today().year)
+    assert max(ax.get_xticks()) == date.today().year
+    texts = ax.texts + ax.get_xticklabels() + [ax.xaxis.label, ax.title] + ax.get_legend().get_texts()
+    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_text() and t.get_fontsize() < 10]
+    assert not small, small
+    # no milestone label runs off the axes
+    fig.canvas.draw()
+    box = ax.get_window_extent()
+    for t in ax.texts:
+        tb = t.get_window_extent()
+        assert box.x0 - 1 <= tb.x0 and tb.x1 <= box.x1 + 1, t.get_text()
+    plt.close("all")
+
+
+def test_timeline_rejects_an_axis_that_ends_before_the_last_milestone() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="last_year"):
+        plot_timeline(last_year=2000)
+    plt.close("all")

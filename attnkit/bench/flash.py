@@ -25,7 +25,8 @@ run on the CPU (the Triton kernel through Triton's interpreter), which exercises
 only: its timings say nothing about a GPU. To check and record the book's GPU result, on a
 machine with an NVIDIA GPU (``GPU_RUN`` is this one command)::
 
-    python -m pytest tests/flash/test_flash_cuda.py -q && python -m attnkit.bench flash --out attnkit/data/bench
+    python -m pytest tests/flash/test_flash_cuda.py -q && \
+        python -m attnkit.bench flash --out attnkit/data/bench
 """
 
 from __future__ import annotations

@@ -217,8 +217,8 @@ def linear_attention_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 
         S, z = zeros(dv, d'), zeros(d')
         for t in range(L):
-            S = S + outer(v[t], phi(k[t]))       # S_t = S_{t-1} + v_t phi(k_t)^T  (the fast weights)
-            z = z + phi(k[t])                    # z_t = z_{t-1} + phi(k_t)        (the normaliser)
+            S = S + outer(v[t], phi(k[t]))  # S_t = S_{t-1} + v_t phi(k_t)^T (fast weights)
+            z = z + phi(k[t])               # z_t = z_{t-1} + phi(k_t)       (normaliser)
             y[t] = S @ phi(q[t]) / (z @ phi(q[t]))
 
     ``q, k: (..., L, d)``, ``v: (..., L, dv)`` -> ``y: (..., L, dv)`` (and ``(S_L, z_L)`` if

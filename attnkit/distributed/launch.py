@@ -2,7 +2,7 @@
 
 >>> from attnkit.distributed.launch import WorkerGroup
 >>> with WorkerGroup(4) as group:            # 4 processes, one gloo process group
-...     results = group.run(my_function, x)  # my_function(x) on every rank; a list, rank order
+...     results = group.run(my_function, x)  # my_function(x) on each rank, in order
 
 The function must be importable by the workers (defined in a module, not in a notebook cell):
 the workers are *spawned* (a fresh interpreter each) and receive it by reference. Each worker

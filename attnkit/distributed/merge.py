@@ -48,10 +48,10 @@ def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
 
     Equivalent to::
 
-        s = attention_scores(q, k)                         # q @ k^T / sqrt(d): (..., Lq, Lk)
-        s = s.masked_fill(~mask, -inf)                     # bool mask, True = takes part
-        lse = torch.logsumexp(s, -1)                       # (..., Lq); -inf on empty rows
-        out = attend(q, k, v, mask=mask)[0]                # (..., Lq, dv); 0 on empty rows
+        s = attention_scores(q, k)            # q @ k^T / sqrt(d): (..., Lq, Lk)
+        s = s.masked_fill(~mask, -inf)        # bool mask, True = takes part
+        lse = torch.logsumexp(s, -1)          # (..., Lq); -inf on empty rows
+        out = attend(q, k, v, mask=mask)[0]   # (..., Lq, dv); 0 on empty rows
 
     computed once (the scores are not recomputed for ``attend``), in
     :func:`accumulation_dtype` of the inputs.

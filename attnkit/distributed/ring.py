@@ -381,8 +381,8 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bo
     Call it on every rank of an initialised process group, each with its shard. Equivalent to,
     on one process holding the whole sequence ``Q, K, V: (B, H, N, d)``::
 
-        full = F.scaled_dot_product_attention(Q, K, V, is_causal=causal)   # (B, H, N, dv)
-        out = shard(full, P, rank, layout)                                 # this rank's rows
+        full = F.scaled_dot_product_attention(Q, K, V, is_causal=causal)  # (B, H, N, dv)
+        out = shard(full, P, rank, layout)                                # this rank's rows
 
     computed without any rank ever holding more than two key/value blocks. Differentiable
     (the backward pass is a second trip round the ring, see :class:`RingAttentionFunction`).

@@ -67,8 +67,8 @@ def linformer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, r:
 
     Equivalent to::
 
-        E = F = linformer_projection(N, r, kind=kind)    # (r, N), shared unless both are given
-        out, _ = attend(q, E @ k, F @ v)                  # (..., L, dv), scores (..., L, r)
+        E = F = linformer_projection(N, r, kind=kind)  # (r, N), shared unless both given
+        out, _ = attend(q, E @ k, F @ v)                # (..., L, dv), scores (..., L, r)
 
     Args:
         q: ``(..., L, d)``; k: ``(..., N, d)``; v: ``(..., N, dv)``.

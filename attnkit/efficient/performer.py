@@ -161,9 +161,9 @@ def linear_attention_step(state: tuple[torch.Tensor, torch.Tensor] | None, phi_q
 
     Equivalent to::
 
-        S_t = S_{t-1} + outer(phi(k_t), v_t)         # (..., m, dv): sum_{j<=t} phi(k_j) v_j^T
-        z_t = z_{t-1} + phi(k_t)                     # (..., m):     sum_{j<=t} phi(k_j)
-        o_t = phi(q_t) @ S_t / (phi(q_t) . z_t)      # (..., dv)
+        S_t = S_{t-1} + outer(phi(k_t), v_t)     # (..., m, dv): sum_{j<=t} phi(k_j) v_j^T
+        z_t = z_{t-1} + phi(k_t)                 # (..., m):     sum_{j<=t} phi(k_j)
+        o_t = phi(q_t) @ S_t / (phi(q_t) . z_t)  # (..., dv)
 
     The state has ``m dv + m`` numbers whatever ``t`` is: generating a token costs
     ``O(m dv)`` time and memory, against ``O(t d)`` for softmax attention with a cache of

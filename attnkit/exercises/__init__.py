@@ -1,7 +1,7 @@
 """Autograded exercises: call a checker on your own function, read the verdict.
 
 >>> from attnkit.exercises import check_masked_softmax
->>> check_masked_softmax(my_masked_softmax)   # prints "✓ ... all 8 cases passed" or the first failure
+>>> check_masked_softmax(my_masked_softmax)   # "✓ ... passed", or the first failure
 
 Checkers never raise for a wrong answer; they return a :class:`CheckResult` that is truthy
 only when every hidden case passed.

@@ -314,13 +314,13 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
 
     Equivalent to::
 
-        k = k.repeat_interleave(Hq // Hkv, dim=1)            # GQA / MQA (never done in memory)
+        k = k.repeat_interleave(Hq // Hkv, dim=1)      # GQA / MQA (never done in memory)
         v = v.repeat_interleave(Hq // Hkv, dim=1)
-        s = q @ k.transpose(-2, -1) * softmax_scale          # (B, Hq, Lq, Lk)
-        if causal:                                           # bottom-right: j <= i + Lk - Lq
+        s = q @ k.transpose(-2, -1) * softmax_scale    # (B, Hq, Lq, Lk)
+        if causal:                                     # bottom-right: j <= i + Lk - Lq
             s = s.masked_fill(~torch.ones(Lq, Lk, dtype=torch.bool).tril(Lk - Lq), -inf)
-        lse = torch.logsumexp(s, dim=-1)                     # (B, Hq, Lq)
-        out = torch.softmax(s, dim=-1) @ v                   # (B, Hq, Lq, d)
+        lse = torch.logsumexp(s, dim=-1)               # (B, Hq, Lq)
+        out = torch.softmax(s, dim=-1) @ v             # (B, Hq, Lq, d)
 
     without ever storing the ``(Lq, Lk)`` matrices, and with ``out = 0``, ``lse = -inf`` (not
     NaN) for a row that sees no key. For ``Lq == Lk`` and ``Hq == Hkv`` this is

@@ -3,8 +3,8 @@ r"""Online softmax and a blocked NumPy reference of FlashAttention, with a byte 
 The online softmax (Milakov and Gimelshein, 2018) reads a row of scores once, block by block, keeping a
 running maximum ``m_i`` and a running sum ``l_i``::
 
-    m_new = max(m_i, max_j s_j)                          # running maximum
-    l_i = l_i * exp(m_i - m_new) + sum_j exp(s_j - m_new)  # rescale the old sum, add the new block
+    m_new = max(m_i, max_j s_j)                            # running maximum
+    l_i = l_i * exp(m_i - m_new) + sum_j exp(s_j - m_new)  # rescale, add the new block
     m_i = m_new
 
 FlashAttention (Dao et al., 2022) applies the same rescaling to the output accumulator ``acc``, so
@@ -358,7 +358,8 @@ def flash_forward_kv_outer_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causa
     ``l_i``, ``m_i``, folds in the tile and writes ``O_i``, ``l_i``, ``m_i`` back, with ``O_i``
     kept normalised::
 
-        m_new = max(m_i, rowmax(S_ij));  l_new = e^(m_i - m_new) l_i + rowsum(e^(S_ij - m_new))
+        m_new = max(m_i, rowmax(S_ij))
+        l_new = e^(m_i - m_new) l_i + rowsum(e^(S_ij - m_new))
         O_i <- (l_i e^(m_i - m_new) O_i + e^(S_ij - m_new) V_j) / l_new
 
     FlashAttention-2 (Dao, 2024) swapped the loops (``flash_forward_np``): then ``O_i``, ``m_i``

@@ -377,7 +377,8 @@ def train_steps(model: nn.Module, make_batch: Callable[[int], tuple],
     Equivalent to::
 
         for step in range(steps):
-            loss = loss_fn(model, make_batch(step)); opt.zero_grad(); loss.backward(); opt.step()
+            loss = loss_fn(model, make_batch(step))
+            opt.zero_grad(); loss.backward(); opt.step()
 
     ``make_batch(step)`` returns a batch (any tuple), ``loss_fn(model, batch)`` a scalar
     tensor. ``clip`` is the largest gradient norm (``None``: no clipping). ``schedule(step)``,

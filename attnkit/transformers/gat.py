@@ -108,7 +108,7 @@ def gat_attention(h: torch.Tensor, adj: torch.Tensor, W: torch.Tensor, a_src: to
     Equivalent to::
 
         Wh = torch.einsum("nf,hfo->hno", h, W)                         # (H, N, Fh)
-        s = leaky_relu(Wh @ a_dst[..., None] + (Wh @ a_src[..., None]).mT)  # (H, N, N): s_ij
+        s = leaky_relu(Wh @ a_dst[..., None] + (Wh @ a_src[..., None]).mT)  # (H, N, N)
         alpha = softmax(s.masked_fill(~adj, -inf), -1)                  # neighbours only
         out = dropout(alpha, attn_dropout) @ Wh
 

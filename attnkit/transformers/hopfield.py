@@ -56,7 +56,7 @@ def hopfield_update(patterns: torch.Tensor, queries: torch.Tensor, beta: float) 
 
     Equivalent to (with ``X = patterns.T`` and one query ``xi``)::
 
-        p = torch.softmax(beta * X.T @ xi, dim=0)   # (N,): how much each stored pattern matches
+        p = torch.softmax(beta * X.T @ xi, dim=0)   # (N,): how well each pattern matches
         xi_new = X @ p                              # (d,): their weighted average
 
     Args:

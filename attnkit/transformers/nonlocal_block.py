@@ -65,7 +65,7 @@ def nonlocal_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, 
         q = theta.flatten(2).transpose(1, 2)           # (B, N, Ci): one query per pixel
         k = phi.flatten(2).transpose(1, 2)             # (B, N, Ci)
         v = g.flatten(2).transpose(1, 2)               # (B, N, Cv)
-        w = torch.softmax(q @ k.transpose(1, 2), -1)   # (B, N, N): no 1/sqrt(d) in the paper
+        w = torch.softmax(q @ k.transpose(1, 2), -1)   # (B, N, N): no 1/sqrt(d)
         y = (w @ v).transpose(1, 2).reshape(B, Cv, H, W)
 
     Args:
