@@ -25,7 +25,7 @@ def _int_answer(expected: int) -> Callable[[object], str | None]:
 
 
 def kv_bytes_cases() -> list[Case]:
-    """The hidden cases of :func:`check_kv_cache_bytes`: ``(n_layer, n_head, n_kv_head, d_head, length, batch,
+    """The hidden cases of ``check_kv_cache_bytes``: ``(n_layer, n_head, n_kv_head, d_head, length, batch,
     itemsize)``."""
     specs = [
         ("one layer, one head, one token, float32", (1, 1, 1, 4, 1, 1, 4), "keys and values: 2 tensors"),
@@ -52,7 +52,7 @@ def _pool(w: torch.Tensor, n_kv_head: int, d_head: int) -> torch.Tensor:
 
 
 def pool_cases(seed: int = 0) -> list[Case]:
-    """The hidden cases of :func:`check_pool_heads`: ``(W: (H Dh, E), n_kv_head, d_head)``."""
+    """The hidden cases of ``check_pool_heads``: ``(W: (H Dh, E), n_kv_head, d_head)``."""
     g = torch.Generator().manual_seed(seed)
     w8 = torch.randn(8 * 4, 6, generator=g)  # 8 heads of width 4, E = 6
     w4 = torch.randn(4 * 3, 5, generator=g, dtype=torch.float64)
@@ -80,7 +80,7 @@ def _alibi(n_head: int, Lq: int, Lk: int) -> torch.Tensor:
 
 
 def alibi_cases() -> list[Case]:
-    """The hidden cases of :func:`check_alibi_bias`: ``(n_head, Lq, Lk)``."""
+    """The hidden cases of ``check_alibi_bias``: ``(n_head, Lq, Lk)``."""
     return [
         Case("one head, 3 x 3", (1, 3, 3), _alibi(1, 3, 3),
              hint="bias[h, i, j] = -m_h (i - j) for j <= i, -inf for j > i; with one head m = 2^-8"),

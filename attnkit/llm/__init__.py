@@ -3,14 +3,14 @@
 Chapters: *Decoder-only models and the KV cache* (``chapters/part5/decoder-kv-cache``) and
 *Long context: positions, windows and sinks* (``chapters/part5/long-context``).
 
-- :mod:`.corpus`: Tiny Shakespeare (character level), batches, the trivial baselines;
-- :mod:`.gpt`: the decoder (``GPT``, ``GPTConfig``; learned / sinusoidal / rotary / ALiBi /
+- ``.corpus``: Tiny Shakespeare (character level), batches, the trivial baselines;
+- ``.gpt``: the decoder (``GPT``, ``GPTConfig``; learned / sinusoidal / rotary / ALiBi /
   no positions; grouped-query heads; sliding windows), sampling and generation;
-- :mod:`.cache`: the contiguous, streaming (window + sinks) and paged KV caches;
-- :mod:`.train`: training, evaluation, mean-pooling MHA heads into GQA, streaming evaluation;
-- :mod:`.mla`: multi-head latent attention, naive and absorbed;
-- :mod:`.records`: ``python -m attnkit.llm.records kv-heads|positions`` (multi-seed runs);
-- :mod:`.diagrams`: the data-flow drawings of the chapters.
+- ``.cache``: the contiguous, streaming (window + sinks) and paged KV caches;
+- ``.train``: training, evaluation, mean-pooling MHA heads into GQA, streaming evaluation;
+- ``.mla``: multi-head latent attention, naive and absorbed;
+- ``.records``: ``python -m attnkit.llm.records kv-heads|positions`` (multi-seed runs);
+- ``.diagrams``: the data-flow drawings of the chapters.
 """
 
 from attnkit.llm.cache import KVCache, PagedKVCache, StreamingCache, allocation_waste, cache_bytes

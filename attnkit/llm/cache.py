@@ -2,7 +2,7 @@
 
 A cache holds, for every layer, the keys and values of the tokens already seen, so that
 decoding token ``t`` computes one new key/value pair per layer instead of ``t``. Every cache
-here has the same two methods, which :class:`attnkit.llm.GPT` calls:
+here has the same two methods, which ``attnkit.llm.GPT`` calls:
 
 - ``update(layer, k, v) -> (k_all, v_all)``: append the new ``k, v: (B, Hkv, T, Dh)`` of
   ``layer`` and return the keys and values to attend to, ``(B, Hkv, S, Dh)``;
@@ -12,11 +12,11 @@ The keys are stored *before* rotary positions are applied: the model rotates the
 slot in the cache (``0 .. S-1``), which for a contiguous cache is their absolute position and
 for a streaming cache is StreamingLLM's "position within the cache".
 
-- :class:`KVCache` (contiguous): everything, in order; its bytes are
+- ``KVCache`` (contiguous): everything, in order; its bytes are
   ``2 * n_layer * B * Hkv * S * Dh * itemsize``.
-- :class:`StreamingCache` (Xiao et al., 2024): the first ``sinks`` tokens and the last
+- ``StreamingCache`` (Xiao et al., 2024): the first ``sinks`` tokens and the last
   ``window``; ``sinks=0`` is the rolling cache of sliding-window attention (Mistral 7B).
-- :class:`PagedKVCache` (Kwon et al., 2023): fixed-size blocks from a shared pool, a block
+- ``PagedKVCache`` (Kwon et al., 2023): fixed-size blocks from a shared pool, a block
   table per sequence, blocks allocated on demand.
 """
 
@@ -151,7 +151,7 @@ class PagedKVCache:
 
 
 class _PagedView:
-    """The ``update``/``seen`` interface of one sequence of a :class:`PagedKVCache`."""
+    """The ``update``/``seen`` interface of one sequence of a ``PagedKVCache``."""
 
     def __init__(self, paged: PagedKVCache, seq: int) -> None:
         self.paged, self.seq, self.seen = paged, seq, 0
@@ -168,7 +168,7 @@ def allocation_waste(lengths: list[int], max_len: int, block_size: int) -> dict[
     """Fraction of reserved KV slots that hold no token, for a batch of requests.
 
     Contiguous pre-allocation reserves ``max_len`` slots per request; paging reserves
-    ``ceil(length / block_size)`` blocks. Measured by running a :class:`PagedKVCache` (one
+    ``ceil(length / block_size)`` blocks. Measured by running a ``PagedKVCache`` (one
     layer, one head of width 1) over the requests token by token and counting its blocks.
     """
     check_int("max_len", max_len, minimum=1)

@@ -1,4 +1,4 @@
-"""Data-flow drawings of the Part V mechanisms, drawn by :func:`attnkit.viz.flow_diagram`."""
+"""Data-flow drawings of the Part V mechanisms, drawn by ``attnkit.viz.flow_diagram``."""
 
 from __future__ import annotations
 

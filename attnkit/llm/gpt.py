@@ -19,7 +19,7 @@ The attention of one layer, for ``x: (B, T, E)``, is::
     out, a = attend(rope(q), rope(k), v, mask=causal [& window] [+ alibi])
 
 with the group axis broadcast, so each key/value head serves ``G`` query heads without
-being copied. A cache (:mod:`attnkit.llm.cache`) supplies the earlier keys and values.
+being copied. A cache (``attnkit.llm.cache``) supplies the earlier keys and values.
 
 Shapes: ``B`` batch, ``T`` new tokens, ``S`` keys (cached + new), ``E`` model width,
 ``H`` query heads, ``Hkv`` key/value heads, ``G = H / Hkv``, ``Dh = E / H``, ``V`` vocabulary.
@@ -39,12 +39,12 @@ from attnkit.llm.cache import KVCache, StreamingCache
 from attnkit.transformers.positions import apply_rotary, sinusoidal_positions
 
 POSITIONS = ("learned", "sinusoidal", "rotary", "alibi", "none")
-"""The kinds of position information :class:`GPT` accepts."""
+"""The kinds of position information ``GPT`` accepts."""
 
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """The size and options of a :class:`GPT` (defaults: the Part V tiny model, 0.1M parameters)."""
+    """The size and options of a ``GPT`` (defaults: the Part V tiny model, 0.1M parameters)."""
 
     vocab_size: int = 65
     block_size: int = 64
@@ -235,8 +235,10 @@ def generate(model: GPT, prompt: torch.Tensor, n_new: int, *, temperature: float
     """Continue ``prompt: (B, T0)`` by ``n_new`` sampled tokens -> ``(B, T0 + n_new)``.
 
     With ``use_cache`` the prompt is run once (prefill), then one token per step through a
-    :class:`~attnkit.llm.cache.KVCache`; without, every step reruns the whole sequence (the last
-    ``block_size`` tokens for learned positions).
+    ``attnkit.llm.cache.KVCache``; without, every step reruns the whole sequence (the last
+    ``block_size`` tokens for learned positions). A learned table has no row past
+    ``block_size``: once the context fills it, decoding switches to recomputing the last
+    ``block_size`` tokens (a sliding context), with or without ``use_cache``.
     """
     check_int("n_new", n_new, minimum=0)
     g = torch.Generator().manual_seed(seed)
@@ -244,11 +246,14 @@ def generate(model: GPT, prompt: torch.Tensor, n_new: int, *, temperature: float
     out = prompt
     cache = KVCache() if use_cache else None
     nxt = prompt
+    learned = model.cfg.positions == "learned"
     for _ in range(n_new):
+        if cache is not None and learned and cache.seen + nxt.shape[1] > model.cfg.block_size:
+            cache = None  # the table is full: slide the context from now on
         if cache is not None:
             logits = model(nxt, cache)[:, -1]  # (B, V)
         else:
-            ctx = out if model.cfg.positions != "learned" else out[:, -model.cfg.block_size:]
+            ctx = out[:, -model.cfg.block_size:] if learned else out
             logits = model(ctx)[:, -1]
         nxt = sample_next(logits, temperature=temperature, top_k=top_k, generator=g)[:, None]  # (B, 1)
         out = torch.cat([out, nxt], dim=1)

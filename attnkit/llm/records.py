@@ -6,7 +6,7 @@
 - ``kv-heads``: the tiny decoder (2 layers, 8 query heads, width 64, context 64, learned
   positions) trained with ``H_kv`` = 1, 2, 4, 8 key/value heads; validation loss and cache
   bytes per token. Then each seed's multi-head model mean-pooled to ``H_kv`` = 1, 2, 4
-  (:func:`attnkit.llm.train.pool_kv_heads`), evaluated before and after uptraining for 5% of
+  (``attnkit.llm.train.pool_kv_heads``), evaluated before and after uptraining for 5% of
   the steps.
 - ``positions``: the same decoder (``H_kv = H``) with each kind of position
   (learned, sinusoidal, rotary, ALiBi, none), trained at context 64 and evaluated on windows

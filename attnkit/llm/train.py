@@ -1,13 +1,13 @@
 """Training and evaluating the Part V decoder; GQA from MHA by mean-pooling; streaming evaluation.
 
-- :func:`train_gpt`: AdamW with a linear warm-up and a cosine decay, gradient clipping,
+- ``train_gpt``: AdamW with a linear warm-up and a cosine decay, gradient clipping,
   random windows of the training text; returns the model and its loss curves;
-- :func:`evaluate`: mean validation cross-entropy on fixed windows;
-- :func:`pool_kv_heads`: Ainslie et al. (2023)'s conversion of a multi-head checkpoint to
+- ``evaluate``: mean validation cross-entropy on fixed windows;
+- ``pool_kv_heads``: Ainslie et al. (2023)'s conversion of a multi-head checkpoint to
   grouped-query attention: each group's key and value projections are the mean of its heads';
-- :func:`streaming_nll`: token-by-token decoding through a cache (contiguous, rolling window,
+- ``streaming_nll``: token-by-token decoding through a cache (contiguous, rolling window,
   window + sinks) and the loss at every position;
-- :func:`attention_to_first`: the weight queries put on the first tokens (the "sinks").
+- ``attention_to_first``: the weight queries put on the first tokens (the "sinks").
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def evaluate(model: GPT, data: torch.Tensor, *, n: int = 64, length: int | None 
 def train_gpt(cfg: GPTConfig | GPT, *, steps: int = 300, batch_size: int = 32, lr: float = 1e-2,
               warmup: int = 20, seed: int = 0, eval_every: int = 50, eval_n: int = 64,
               progress: bool = False) -> dict[str, object]:
-    """Train a :class:`GPT` (a new one from ``cfg``, or continue a given model) on Tiny Shakespeare.
+    """Train a ``GPT`` (a new one from ``cfg``, or continue a given model) on Tiny Shakespeare.
 
     Returns ``{"model", "steps", "train" (per-step loss), "eval_steps", "val", "train_eval",
     "val_loss"}``: ``val``/``train_eval`` are evaluated every ``eval_every`` steps on fixed windows.
@@ -118,7 +118,7 @@ def streaming_nll(model: GPT, x: torch.Tensor, y: torch.Tensor, *, window: int |
                   sinks: int = 0) -> torch.Tensor:
     """Loss at every position when decoding ``x: (B, L)`` token by token through a cache -> ``(L,)``.
 
-    ``window=None``: the contiguous cache (the whole past); else a :class:`StreamingCache` that
+    ``window=None``: the contiguous cache (the whole past); else a ``StreamingCache`` that
     keeps the first ``sinks`` tokens and the last ``window`` ones, positions within the cache.
     """
     model.eval()
@@ -141,4 +141,56 @@ def attention_to_first(model: GPT, x: torch.Tensor, n_first: int = 4) -> torch.T
     return torch.stack([w[..., :n_first].sum(-1).mean((0, 1)) for w in ws])  # (n_layer, T)
 
 
-__all__ = ["attention_to_first", "evaluate", "pool_kv_heads", "streaming_nll", "train_gpt"]
+@torch.no_grad()
+def attention_by_offset(model: GPT, x: torch.Tensor) -> torch.Tensor:
+    """Mean attention weight at each offset ``i - j`` (0 = the token itself): ``(n_layer, T)``.
+
+    Averaged over the batch, the heads and the queries that have a key at that offset.
+    """
+    model(x, keep_weights=True)
+    out = []
+    for w in model.attention_weights():  # (B, H, T, T)
+        m = w.mean((0, 1))  # (T, T)
+        T = m.shape[0]
+        out.append(torch.stack([m.diagonal(-d).mean() for d in range(T)]))  # offset d: (T - d,) -> mean
+    return torch.stack(out)  # (n_layer, T)
+
+
+def receptive_field(model: GPT, x: torch.Tensor, position: int, *, layer: int | None = None) -> torch.Tensor:
+    """How much each input token moves the hidden state at ``position``: ``x: (1, T)`` -> ``(T,)``.
+
+    The norm of the gradient of the state after block ``layer`` (default: the logits) at
+    ``position`` with respect to the token embeddings; zero outside the receptive field. With
+    a sliding window ``w`` it reaches back ``layer (w - 1)`` positions.
+    """
+    check_int("position", position, minimum=0)
+    if position >= x.shape[1]:
+        raise ValueError(f"position must be < T={x.shape[1]}; got {position}")
+    store: dict[str, torch.Tensor] = {}
+
+    def keep_embedding(_m: object, _i: object, out: torch.Tensor) -> torch.Tensor:
+        out.retain_grad()
+        store["emb"] = out
+        return out
+
+    def keep_state(_m: object, _i: object, out: torch.Tensor) -> None:
+        store["state"] = out
+
+    hooks = [model.tok.register_forward_hook(keep_embedding)]
+    if layer is not None:
+        check_int("layer", layer, minimum=1)
+        hooks.append(model.blocks[layer - 1].register_forward_hook(keep_state))
+    try:
+        with torch.enable_grad():
+            logits = model(x)
+            target = logits if layer is None else store["state"]
+            target[0, position].pow(2).sum().backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    model.zero_grad(set_to_none=True)
+    return store["emb"].grad[0].norm(dim=-1)  # (T,)
+
+
+__all__ = ["attention_by_offset", "attention_to_first", "evaluate", "pool_kv_heads", "receptive_field",
+           "streaming_nll", "train_gpt"]

@@ -115,6 +115,14 @@ def test_generate_with_and_without_cache_agree() -> None:
     assert a.shape == (2, 17) and torch.equal(a, b) and torch.equal(a[:, :5], prompt)
 
 
+def test_generate_past_a_learned_table_slides_the_context() -> None:
+    m = _model(positions="learned", block_size=16)
+    prompt = torch.randint(65, (1, 4))
+    a = generate(m, prompt, 30, seed=2, use_cache=True)
+    b = generate(m, prompt, 30, seed=2, use_cache=False)
+    assert a.shape == (1, 34) and torch.equal(a, b)
+
+
 def test_untrained_model_predicts_about_uniformly() -> None:
     torch.manual_seed(0)
     m = GPT(GPTConfig())

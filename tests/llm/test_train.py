@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from attnkit.llm.gpt import GPT, GPTConfig, nll_per_position
-from attnkit.llm.train import attention_to_first, pool_kv_heads, streaming_nll, train_gpt
+from attnkit.llm.train import (
+    attention_by_offset,
+    attention_to_first,
+    pool_kv_heads,
+    receptive_field,
+    streaming_nll,
+    train_gpt,
+)
 
 
 def _model(**kw) -> GPT:
@@ -65,3 +72,28 @@ def test_attention_to_first_tokens() -> None:
     assert a.shape == (2, 16)
     assert torch.allclose(a[:, :4], torch.ones(2, 4, dtype=a.dtype))  # only the first four exist yet
     assert (a <= 1 + 1e-12).all() and (a >= 0).all()
+
+
+def test_receptive_field_grows_by_window_minus_one_per_layer() -> None:
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(n_layer=3, positions="none", window=4)).double()
+    x = torch.randint(65, (1, 30))
+    for layer in (1, 2, 3):
+        g = receptive_field(m, x, 25, layer=layer)
+        reach = torch.nonzero(g > 1e-12).flatten()
+        assert reach.max().item() == 25 and reach.min().item() == 25 - layer * 3
+    full = receptive_field(m, x, 25)
+    assert torch.nonzero(full > 1e-12).min().item() == 25 - 9
+    with pytest.raises(ValueError, match="position"):
+        receptive_field(m, x, 30)
+
+
+def test_attention_by_offset_of_uniform_attention() -> None:
+    m = _model(positions="none")
+    for b in m.blocks:  # zero queries: every key gets the same weight 1 / (i + 1)
+        b.attn.wq.weight.data.zero_()
+    x = torch.randint(65, (2, 8))
+    a = attention_by_offset(m, x)
+    expect = torch.tensor([sum(1 / (i + 1) for i in range(d, 8)) / (8 - d) for d in range(8)],
+                          dtype=a.dtype)
+    torch.testing.assert_close(a, expect.expand(2, 8))
