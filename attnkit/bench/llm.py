@@ -5,8 +5,8 @@ not depend on the weights), float32, batch 1, one PyTorch thread. For each conte
 ``n`` (``--contexts``) it fills the context, then times ``--tokens`` decoding steps:
 
 - ``recompute``: no cache, every step runs the model over the whole sequence (``n + t``);
-- ``cache``: a :class:`~attnkit.llm.cache.KVCache`, one token per step;
-- ``window``: a :class:`~attnkit.llm.cache.StreamingCache` of ``--window`` tokens (sliding
+- ``cache``: a ``attnkit.llm.cache.KVCache``, one token per step;
+- ``window``: a ``attnkit.llm.cache.StreamingCache`` of ``--window`` tokens (sliding
   window, the cache stops growing);
 
 and reports milliseconds per token (CPU time, ``time.process_time``, best of ``--repeats``)
