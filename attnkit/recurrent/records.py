@@ -75,7 +75,7 @@ def provenance(argv: list[str]) -> dict[str, object]:
 
 
 def by_length(lengths: list[int], flags: list[bool]) -> list[list[int]]:
-    """``[correct, count]`` per :data:`LENGTH_BINS` group."""
+    """``[correct, count]`` per ``LENGTH_BINS`` group (English sentence lengths, inclusive)."""
     out = []
     for lo, hi in LENGTH_BINS:
         sel = [f for L, f in zip(lengths, flags, strict=True) if lo <= L <= hi]

@@ -230,8 +230,9 @@ class BahdanauDecoder(nn.Module):
         """Teacher forcing: ``tgt_in (B, T)`` -> logits ``(B, T, V)``, weights ``(B, T, S)``.
 
         Without attention every step's input $[y_{i-1}; c]$ is known in advance, so the same
-        GRU cell runs over the whole target in one fused call (``_run_fixed_context``, the
-        kernel ``nn.GRU`` uses): the recurrence and the weights are those of :meth:`step`.
+        GRU cell runs over the whole target in one ``nn.GRU`` call (``_run_fixed_context``,
+        through ``torch.func.functional_call`` with the cell's weights): the recurrence and the
+        weights are those of :meth:`step`.
         """
         _check_decoder_input(tgt_in, enc, self.emb)
         if self.score is None:
@@ -245,15 +246,25 @@ class BahdanauDecoder(nn.Module):
         return torch.stack(logits, 1), torch.stack(weights, 1)
 
 
+    def _gru_template(self) -> nn.GRU:
+        """An ``nn.GRU`` of the cell's sizes, unregistered (no parameters of the model's own)."""
+        gru = self.__dict__.get("_gru")
+        if gru is None:
+            with torch.random.fork_rng(devices=[]):  # building it must not move the global RNG
+                gru = nn.GRU(self.cell.input_size, self.cell.hidden_size, batch_first=True)
+            object.__setattr__(self, "_gru", gru)
+        return gru
+
     def _run_fixed_context(self, tgt_in: torch.Tensor, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
-        """The no-attention decoder over all steps: ``nn.GRU``'s kernel with the ``GRUCell``'s weights."""
+        """The no-attention decoder over all steps: ``nn.GRU`` run with the ``GRUCell``'s weights."""
         e = self.drop(self.emb(tgt_in))  # (B, T, E)
         c = enc.final[:, None, :].expand(-1, tgt_in.shape[1], -1)  # the fixed context c: (B, T, H)
         cell = self.cell
+        weights = {"weight_ih_l0": cell.weight_ih, "weight_hh_l0": cell.weight_hh,
+                   "bias_ih_l0": cell.bias_ih, "bias_hh_l0": cell.bias_hh}
         # s_i = GRU([y_{i-1}; c], s_{i-1}) for all i at once (same gate order and weights as GRUCell)
-        s, _ = torch._VF.gru(torch.cat([e, c], -1), self.init_state(enc)[None],  # s: (B, T, H)
-                             [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh],
-                             True, 1, 0.0, self.training, False, True)
+        s, _ = torch.func.functional_call(self._gru_template(), weights,  # s: (B, T, H)
+                                          (torch.cat([e, c], -1), self.init_state(enc)[None]))
         logits = self.out(self.drop(torch.cat([s, c, e], -1)))  # (B, T, V)
         return logits, torch.zeros(*tgt_in.shape, enc.h.shape[1], dtype=e.dtype, device=e.device)
 
