@@ -33,7 +33,8 @@ class Milestone:
         return str(self.start) if self.end == self.start else f"{self.start}-{str(self.end)[-2:]}"
 
 
-ERAS = ("Before deep learning", "Recurrent attention", "The Transformer era", "Scaling attention")
+ERAS = ("Before deep learning", "Recurrent attention", "The Transformer era", "Scaling attention",
+        "Language models")
 
 HISTORY: tuple[Milestone, ...] = (
     Milestone(1953, 1967, "Cocktail party, filter and attenuation models, partial report, saccades",
@@ -61,6 +62,10 @@ HISTORY: tuple[Milestone, ...] = (
               ("vaswani2017", "lee2019set", "santoro2017"), "chapters/part3/transformer", ERAS[2]),
     Milestone(2018, 2018, "Non-local neural networks and graph attention",
               ("wang2018nonlocal", "velickovic2018", "kipf2017"), "chapters/part3/attention-everywhere", ERAS[2]),
+    Milestone(2018, 2024, "Decoder-only language models: GPT, the KV cache, multi-query and grouped-query "
+              "attention, paged and latent caches",
+              ("radford2018gpt", "radford2019gpt2", "shazeer2019mqa", "ainslie2023gqa", "kwon2023vllm",
+               "deepseek2024v2"), "chapters/part5/decoder-kv-cache", ERAS[4]),
     Milestone(2019, 2021, "Modern Hopfield networks, ViT, CLIP, CCNet/DANet, AlphaFold",
               ("ramsauer2021", "dosovitskiy2021", "radford2021", "huang2019ccnet", "fu2019danet",
                "jumper2021"), "chapters/part3/memories-and-giants", ERAS[2]),
@@ -68,6 +73,10 @@ HISTORY: tuple[Milestone, ...] = (
               "random features (Performer)",
               ("child2019", "beltagy2020", "kitaev2020", "wang2020linformer", "katharopoulos2020",
                "choromanski2021", "tay2022"), "chapters/part4/efficient-transformers", ERAS[3]),
+    Milestone(2020, 2024, "Long context: rotary and ALiBi positions, position interpolation, sliding windows, "
+              "attention sinks",
+              ("su2021rope", "press2022alibi", "chen2023pi", "beltagy2020", "jiang2023mistral", "xiao2024streaming"),
+              "chapters/part5/long-context", ERAS[4]),
     Milestone(2022, 2024, "FlashAttention 1-2: online softmax and IO-aware exact attention, in Triton",
               ("milakov2018", "rabe2021", "dao2022", "dao2024", "tillet2019"), "chapters/part4/flash-attention",
               ERAS[3]),
