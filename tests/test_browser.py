@@ -186,7 +186,18 @@ def _move(page, control) -> str:
     return f"slider {key}: {readout.inner_text() if readout.count() else ''}".strip()
 
 
-@pytest.mark.parametrize("doc", _toc_pages())
+# Part II's widgets (still ipywidgets.interact: frozen in the static book) and code lines are
+# being converted elsewhere (issue 16, Part II). Delete this once that is merged: the test then
+# holds for every page.
+PENDING_PAGES = ("chapters/part2/",)
+
+
+def _pages_with_pending() -> list:
+    return [pytest.param(d, marks=pytest.mark.xfail(reason="Part II: pending its frame_slider and line fixes"))
+            if d.startswith(PENDING_PAGES) else d for d in _toc_pages()]
+
+
+@pytest.mark.parametrize("doc", _pages_with_pending())
 def test_every_page_fits_the_column_and_every_control_changes_the_figure(browser, server, built_book, doc) -> None:
     """At 1280 x 900: no code block scrolls sideways; each slider or menu switches the frame shown."""
     _skip_if_not_built(built_book, doc)
@@ -243,6 +254,7 @@ def _write_report(request) -> Iterator[None]:
     if not REPORT["pages"]:
         return
     pages = REPORT["pages"]
+    REPORT["pending"] = sorted(d for d in pages if d.startswith(PENDING_PAGES))
     REPORT["totals"] = {"pages_checked": len(pages),
                         "interactives": sum(p.get("interactives", 0) for p in pages.values()),
                         "controls_moved": sum(p.get("controls_moved", 0) for p in pages.values()),
