@@ -255,7 +255,7 @@ def _write_report(request) -> Iterator[None]:
         return
     pages = REPORT["pages"]
     REPORT["pending"] = sorted(d for d in pages if d.startswith(PENDING_PAGES))
-    REPORT["totals"] = {"pages_checked": len(pages),
+    REPORT["totals"] = {"pages_checked": len(pages) - len(REPORT["pending"]), "pages_pending": len(REPORT["pending"]),
                         "interactives": sum(p.get("interactives", 0) for p in pages.values()),
                         "controls_moved": sum(p.get("controls_moved", 0) for p in pages.values()),
                         "code_blocks_checked": sum(p.get("code_blocks", 0) for p in pages.values())}
