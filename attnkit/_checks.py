@@ -130,13 +130,33 @@ def check_dim_match(name_a: str, a: torch.Tensor, dim_a: int, name_b: str, b: to
         )
 
 
+def broadcast_shape(*shapes: Sequence[int]) -> torch.Size | None:
+    """The shape ``shapes`` broadcast to (NumPy's rule), or ``None`` if they do not broadcast.
+
+    Equivalent to ``torch.broadcast_shapes(*shapes)`` (which raises instead of returning
+    ``None``), written out because that function imports sympy (about 0.7 s) the first time it
+    runs: from the right, each dimension is the same in every shape or 1.
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for s in shapes:
+        for i, n in enumerate(s, start=ndim - len(s)):
+            n = int(n)
+            if n == out[i] or n == 1:
+                continue
+            if out[i] != 1:
+                return None
+            out[i] = n
+    return torch.Size(out)
+
+
 def broadcast_batch(**tensors: torch.Tensor) -> torch.Size:
     """Broadcast the leading (batch) dims of tensors whose last two dims are matrices."""
-    try:
-        return torch.broadcast_shapes(*(t.shape[:-2] for t in tensors.values()))
-    except RuntimeError:
+    out = broadcast_shape(*(t.shape[:-2] for t in tensors.values()))
+    if out is None:
         got = ", ".join(f"{n}: {shape_str(t)}" for n, t in tensors.items())
-        raise ValueError(f"batch dimensions of {', '.join(tensors)} do not broadcast; got {got}") from None
+        raise ValueError(f"batch dimensions of {', '.join(tensors)} do not broadcast; got {got}")
+    return out
 
 
 def check_mask(mask: object, target: Sequence[int], *, name: str = "mask",
@@ -150,11 +170,7 @@ def check_mask(mask: object, target: Sequence[int], *, name: str = "mask",
     if mask.dtype != torch.bool and not mask.is_floating_point():
         raise TypeError(f"{name} must be bool (True = takes part) or float (added to scores); got dtype {mask.dtype}")
     target = torch.Size(target)
-    try:
-        out = torch.broadcast_shapes(mask.shape, target)
-    except RuntimeError:
-        out = None
-    if out != target:
+    if broadcast_shape(mask.shape, target) != target:
         raise ValueError(
             f"{name} of shape {shape_str(mask)} does not broadcast to the scores' shape "
             f"({', '.join(map(str, target))})" + (f" ({source})" if source else "")

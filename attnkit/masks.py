@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from attnkit._checks import check_int, check_tensor, shape_str
+from attnkit._checks import broadcast_shape, check_int, check_tensor, shape_str
 
 
 def causal_mask(Lq: int, Lk: int | None = None, *, device: torch.device | str | None = None) -> torch.Tensor:
@@ -87,10 +87,8 @@ def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:
             if m.device != out.device:
                 raise ValueError(f"combine_masks takes masks on one device; got {out.device} and {m.device} "
                                  f"(argument {i})")
-            try:
-                torch.broadcast_shapes(out.shape, m.shape)
-            except RuntimeError:
+            if broadcast_shape(out.shape, m.shape) is None:
                 raise ValueError(f"combine_masks takes masks that broadcast together; got {shape_str(out)} and "
-                                 f"{shape_str(m)} (argument {i})") from None
+                                 f"{shape_str(m)} (argument {i})")
         out = m if out is None else out & m
     return out

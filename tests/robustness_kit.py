@@ -29,6 +29,9 @@ corruption      what the argument becomes                           accepted out
 ``real``        NaN, an infinity or a str for a finite real         TypeError/ValueError naming it
 ==============  ==================================================  ================================
 
+NumPy array arguments (:func:`A`, for the float64 references) are broken by ``rank``, ``dtype``
+(bool, complex or str arrays), ``empty`` and ``nan``, with the same accepted outcomes.
+
 "Naming it" means the message contains the argument's name (or one of ``Arg.aliases``) as a
 word. Any other exception (RuntimeError, IndexError, ZeroDivisionError, ...) fails the test, and
 so does a call that runs longer than a few seconds or asks for more than 2 GiB of memory (a
@@ -168,6 +171,12 @@ def Idx(*shape: int, high: int, low: int = 0, seed: int = 0, **kw) -> Arg:
     return Arg(make, "index", low=low, high=high, **kw)
 
 
+def A(*shape: int, seed: int = 0, **kw) -> Arg:
+    """A NumPy float64 array argument of ``shape`` (random normal), for the NumPy references."""
+    kw.setdefault("rank", (len(shape), len(shape)))
+    return Arg(lambda: np.random.default_rng(seed).normal(size=shape), "array", **kw)
+
+
 def B(make: Callable[[], torch.Tensor], **kw) -> Arg:
     """A bool tensor argument (a mask) made by ``make``."""
     kw.setdefault("nan", "any")
@@ -234,6 +243,11 @@ def module(cls: type, init: dict[str, Arg], forward: dict[str, Arg], *, name: st
 
 def corruptions(arg: Arg) -> list[str]:
     """The ways ``arg`` can be broken (see the module docstring)."""
+    if arg.kind == "array":
+        out = ["dtype", "empty", "nan"] if arg.empty else ["dtype", "nan"]
+        if arg.rank is None or arg.rank[0] > 0 or arg.rank[1] is not None:
+            out.insert(0, "rank")
+        return out
     if arg.kind in ("tensor", "index", "bool_tensor"):
         out = ["dtype", "numpy", "list"]
         if arg.rank is None or arg.rank[0] > 0 or arg.rank[1] is not None:
@@ -265,6 +279,8 @@ def corruptions(arg: Arg) -> list[str]:
 @st.composite
 def broken_value(draw: st.DrawFn, arg: Arg, how: str) -> tuple[object, str]:
     """A bad value for ``arg`` broken ``how``, and the outcome rule (``"error"`` or ``how``)."""
+    if arg.kind == "array":
+        return _broken_array(draw, arg, how)
     if how in ("rank", "dtype", "numpy", "list", "meta", "empty", "nan", "range"):
         x = arg.value()
         assert isinstance(x, torch.Tensor), "tensor kinds need a tensor value"
@@ -341,6 +357,36 @@ def broken_value(draw: st.DrawFn, arg: Arg, how: str) -> tuple[object, str]:
     raise AssertionError(how)
 
 
+def _broken_array(draw: st.DrawFn, arg: Arg, how: str) -> tuple[object, str]:
+    """:func:`broken_value` for a NumPy array argument."""
+    x = np.asarray(arg.value())
+    if how == "rank":
+        lo, hi = arg.rank if arg.rank is not None else (x.ndim, x.ndim)
+        options = (["fewer"] if lo is not None and lo > 0 else []) + (["more"] if hi is not None else [])
+        if draw(st.sampled_from(options)) == "fewer":
+            y = x
+            while y.ndim > lo - 1:
+                y = y[0]
+            return np.array(y), "error"
+        y = x
+        while y.ndim <= hi:
+            y = np.broadcast_to(y[None], (3, *y.shape))
+        return np.array(y), "error"
+    if how == "dtype":
+        kind = draw(st.sampled_from(["bool", "complex", "str"]))
+        return {"bool": x > 0, "complex": x + 1j, "str": x.astype(str)}[kind], "error"
+    if how == "empty":
+        if x.ndim == 0:
+            return x, "skip"
+        dim = draw(st.integers(0, x.ndim - 1))
+        return np.take(x, np.arange(0), axis=dim), "empty"
+    if how == "nan":
+        y = x.astype(np.float64, copy=True)
+        y.flat[draw(st.integers(0, y.size - 1))] = np.nan
+        return y, "nan" if arg.nan == "propagate" else "nan_any"
+    raise AssertionError(how)
+
+
 # ---- running one call safely ------------------------------------------------------------------------
 
 class CallTimeoutError(Exception):
@@ -377,6 +423,9 @@ def _float_tensors(x: object) -> Iterator[torch.Tensor]:
     if isinstance(x, torch.Tensor):
         if x.is_floating_point() or x.is_complex():
             yield x
+    elif isinstance(x, np.ndarray):
+        if x.dtype.kind in "fc":
+            yield torch.from_numpy(np.ascontiguousarray(x))
     elif isinstance(x, (tuple, list)):
         for y in x:
             yield from _float_tensors(y)
@@ -503,6 +552,6 @@ def finite(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x)
 
 
-__all__ = ["Arg", "B", "C", "Fraction", "Idx", "Int", "Keep", "P", "Real", "Spec", "T", "Text", "U", "breakable",
+__all__ = ["A", "Arg", "B", "C", "Fraction", "Idx", "Int", "Keep", "P", "Real", "Spec", "T", "Text", "U", "breakable",
            "check_outcome", "check_spec", "corruptions", "describe", "fresh", "heavy", "module", "np",
            "public_callables", "run_example", "run_valid"]

@@ -154,3 +154,32 @@ def test_a_tensor_on_another_device_is_named() -> None:
         attend(q, k, v, mask=torch.ones(3, 5, dtype=torch.bool, device="meta"))
     with pytest.raises(ValueError, match="k and W must be on the same device|q and W must be on the same device"):
         general_score(q, k, torch.randn(4, 4, device="meta"))
+
+
+# ---- the mask check imports no sympy (torch.broadcast_shapes did: ~0.7 s on the first masked attend) ----
+
+def test_a_masked_attend_imports_no_sympy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from attnkit import attend, causal_mask\n"
+            "from attnkit.masks import combine_masks\n"
+            "q = torch.randn(2, 4, 8)\n"
+            "attend(q, q, q, mask=causal_mask(4)); attend(q, q, q, mask=torch.zeros(4, 4))\n"
+            "combine_masks(causal_mask(4), causal_mask(4)[None])\n"
+            "print('sympy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("shapes", [((2, 1, 4), (3, 1)), ((0,), (1,)), ((1, 0), (3, 1)), ((), (2, 3)),
+                                    ((2, 3), (3, 2)), ((0,), (2,)), ((4, 1, 2), (1, 5, 1), (5, 2))])
+def test_broadcast_shape_follows_torch(shapes) -> None:
+    from attnkit._checks import broadcast_shape
+
+    try:
+        want = torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        want = None
+    assert broadcast_shape(*shapes) == want

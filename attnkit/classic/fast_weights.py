@@ -48,6 +48,7 @@ from torch import nn
 from attnkit._checks import (
     argument_names,
     broadcast_batch,
+    broadcast_shape,
     check_dim_match,
     check_int,
     check_same_dtype_device,
@@ -100,7 +101,7 @@ def fast_weight_programmer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     """
     _check_qkv(q, k, v)
     _check_decay(decay)
-    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    batch = broadcast_batch(q=q, k=k, v=v)
     L, d, dv = q.shape[-2], q.shape[-1], v.shape[-1]
     W = torch.zeros(*batch, dv, d, dtype=q.dtype, device=q.device)
     if W0 is not None:
@@ -109,11 +110,11 @@ def fast_weight_programmer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
             raise ValueError(f"W0 must be (..., dv, d) = (..., {dv}, {d}) (dv from v: {shape_str(v)}, d from "
                              f"q: {shape_str(q)}); got shape {shape_str(W0)}")
         check_same_dtype_device(q=q, W0=W0)
-        try:
-            batch = torch.broadcast_shapes(batch, W0.shape[:-2])
-        except RuntimeError:
+        both = broadcast_shape(batch, W0.shape[:-2])
+        if both is None:
             raise ValueError(f"W0's batch dims {tuple(W0.shape[:-2])} do not broadcast with those of q, k, v: "
-                             f"{tuple(batch)}") from None
+                             f"{tuple(batch)}")
+        batch = both
         W = W.expand(*batch, dv, d)
         W = W + W0
     ys = []
@@ -226,7 +227,7 @@ def linear_attention_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     """
     _check_qkv(q, k, v)
     fq, fk = feature_map(q), feature_map(k)  # (..., L, d')
-    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    batch = broadcast_batch(q=q, k=k, v=v)
     L, dv = q.shape[-2], v.shape[-1]
     S = torch.zeros(*batch, dv, fk.shape[-1], dtype=q.dtype, device=q.device)  # (..., dv, d')
     z = torch.zeros(*batch, fk.shape[-1], dtype=q.dtype, device=q.device)  # (..., d')

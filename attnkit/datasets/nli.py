@@ -1,14 +1,20 @@
 """A synthetic natural-language-inference set: does the premise entail the hypothesis?
 
-Premises describe a whole scene as a list of 2-4 coloured things; hypotheses claim one
-coloured thing, named either by its noun or by its category::
+Premises list 2-4 coloured things of a scene; hypotheses claim one coloured thing, named
+either by its noun or by its category::
 
     premise:     a red dog and a blue car and a green apple
     hypothesis:  a red animal        -> entailment     (the dog is a red animal)
     hypothesis:  a blue dog          -> contradiction  (the only dog is red)
-    hypothesis:  a red cat           -> neutral        (the scene says nothing about cats)
+    hypothesis:  a red cat           -> neutral        (the premise says nothing about cats)
 
-The label follows :func:`nli_label`. Contradictions and neutrals mostly use a colour that does
+The label follows :func:`nli_label`, whose reading rule is: *the premise is complete about a
+kind of thing if and only if it mentions that kind* (a noun, or a category through one of its
+nouns). A hypothesis about a kind the premise names is decided (entailment or contradiction);
+one about a kind it never names is neutral (an open world: the speaker did not mention cats).
+It is a convention, applied to the kind the hypothesis names: under it *a blue animal* is a
+contradiction of *a red dog* while *a blue cat* is neutral, although a blue cat would be a blue
+animal; a strict logician would call the first neutral too. Contradictions and neutrals mostly use a colour that does
 occur in the premise (on another thing), so a model must *bind* each colour to its noun:
 counting words (a bag of words) is not enough.
 
@@ -59,9 +65,11 @@ def _items(words: Sequence[str], name: str) -> list[tuple[str, str]]:
 def nli_label(premise: str | Sequence[str], hypothesis: str | Sequence[str]) -> str:
     """The gold label: ``"entailment"``, ``"neutral"`` or ``"contradiction"``.
 
-    The premise lists everything in the scene. Things that *match* the hypothesis noun are those
-    with that noun or, for a category word, a noun of that category. No match: neutral; a match
-    of the hypothesis colour: entailment; matches of other colours only: contradiction.
+    The premise is read as complete about the kinds it mentions and silent about the others
+    (see the module docstring). Things that *match* the hypothesis noun are those with that
+    noun or, for a category word, a noun of that category. No match: neutral (the premise
+    never mentions that kind); a match of the hypothesis colour: entailment; matches of other
+    colours only: contradiction.
     """
     for name, text in (("premise", premise), ("hypothesis", hypothesis)):
         if not isinstance(text, str) and not (isinstance(text, Sequence) and all(isinstance(w, str) for w in text)):

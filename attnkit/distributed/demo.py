@@ -27,9 +27,9 @@ import torch.distributed as dist
 
 from attnkit.distributed.layouts import shard, unshard
 from attnkit.distributed.ring import RingStats, _exchange, _wait, require_group, ring_attention
-from attnkit.distributed.ulysses import ulysses_attention
+from attnkit.distributed.ulysses import heads_to_sequence, sequence_to_heads, ulysses_attention
 
-__all__ = ["subgroup", "attention_case", "attention_cases", "attention_on_shards", "gather_results",
+__all__ = ["subgroup", "attention_case", "attention_cases", "attention_on_shards", "call_on_ranks", "gather_results",
            "reference_attention", "transfer_seconds", "block_seconds", "rank_info", "main"]
 
 VARIANTS = ("ring", "ulysses")
@@ -118,6 +118,37 @@ def attention_on_shards(per_rank: Sequence[dict | None], *, variant: str = "ring
         return ("ok", fn(mine.pop("q"), mine.pop("k"), mine.pop("v"), **mine))
     except (TypeError, ValueError) as err:
         return ("error", type(err).__name__, str(err))
+
+
+RANK_FUNCTIONS = {"ring_attention": ring_attention, "ulysses_attention": ulysses_attention,
+                  "sequence_to_heads": sequence_to_heads, "heads_to_sequence": heads_to_sequence}
+"""The collective functions :func:`call_on_ranks` can call, by name."""
+
+
+def call_on_ranks(fn: str, per_rank: Sequence[tuple[tuple, dict] | None]) -> tuple:
+    """On a rank: ``RANK_FUNCTIONS[fn](*args, **kwargs)`` with this rank's ``per_rank[rank] = (args, kwargs)``.
+
+    Each rank can be given its own (even broken) input, to check that one rank's bad input
+    fails every rank with the same error instead of leaving the others waiting in a collective.
+    ``None`` means that rank does not call ``fn``. Returns ``("ok", result)`` (tensors detached),
+    ``("error", type name, message)`` for a ``TypeError``/``ValueError``, or ``("skipped",)``.
+    """
+    if fn not in RANK_FUNCTIONS:
+        raise ValueError(f"fn must be one of {tuple(RANK_FUNCTIONS)}; got {fn!r}")
+    rank, _ = require_group()
+    mine = per_rank[rank]
+    if mine is None:
+        return ("skipped",)
+    args, kwargs = mine
+    try:
+        out = RANK_FUNCTIONS[fn](*args, **kwargs)
+    except (TypeError, ValueError) as err:
+        return ("error", type(err).__name__, str(err))
+    if isinstance(out, torch.Tensor):
+        out = out.detach()
+    elif isinstance(out, tuple):
+        out = tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in out)
+    return ("ok", out)
 
 
 def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor | None = None, *,

@@ -32,10 +32,24 @@ def ring_schedule(world_size: int, layout: str = "contiguous", causal: bool = Tr
     """
     check_int("world_size", world_size, minimum=1)
     check_layout(layout)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool; got {type(causal).__name__}")
     P = world_size
-    n_local = n_local or 2 * chunk_count(layout, P) // P
+    per_rank = chunk_count(layout, P) // P  # chunks each rank holds: 2 for zig-zag, else 1
+    if n_local is None:
+        n_local = 2 * per_rank
+    check_int("n_local", n_local, minimum=1)
+    if n_local % per_rank:
+        raise ValueError(f"n_local must be a multiple of {per_rank} for the {layout!r} layout (the chunks each rank "
+                         f"holds); got {n_local}")
+    if n_local * P > 4096:
+        raise ValueError(f"n_local * world_size must be at most 4096 tokens (a drawing); got n_local={n_local}, "
+                         f"world_size={P}")
     n = n_local * P
-    tile = block_size or (n_local // 2 if layout == "zigzag" else n_local)
+    if block_size is not None:
+        check_int("block_size", block_size, minimum=1)
+    # a tile longer than the block is the block (as in ring_attention)
+    tile = min(block_size, n_local) if block_size else (n_local // 2 if layout == "zigzag" else n_local)
     pos = [shard_positions(n, P, r, layout) for r in range(P)]
     schedule = []
     for step in range(P):
@@ -60,6 +74,9 @@ def draw_ring_step(world_size: int = 4, step: int = 0, layout: str = "contiguous
     A ``step`` past the last one shows the finished ring (every block visited).
     """
     check_int("step", step, minimum=0)
+    if isinstance(n_local, int) and isinstance(world_size, int) and n_local * world_size > 256:
+        raise ValueError(f"n_local * world_size must be at most 256 tokens to be drawn; got n_local={n_local}, "
+                         f"world_size={world_size}")
     P = world_size
     schedule = ring_schedule(P, layout, causal, n_local=n_local, block_size=block_size)
     n_local = schedule[0][0]["pairs"].shape[0]

@@ -113,9 +113,9 @@ def _context():
     """Fork server where the OS has one (workers start as forks of a process that imported torch once)."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        # torch and attnkit, imported once; torch imports symbolic_shapes (and sympy, seconds) lazily on
-        # the first torch.broadcast_shapes, which attnkit's mask check calls: import it here too
-        preload = ["attnkit.distributed.ring", "attnkit.distributed.demo", "torch.fx.experimental.symbolic_shapes"]
+        # torch and attnkit, imported once (attnkit's checks avoid torch.broadcast_shapes, whose first call
+        # imports sympy: the rank functions need no symbolic_shapes)
+        preload = ["attnkit.distributed.ring", "attnkit.distributed.demo"]
         main = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
         # a module run with ``python -m`` is re-run in each worker as __mp_main__: do not preload it too
         ctx.set_forkserver_preload([m for m in preload if m != main])

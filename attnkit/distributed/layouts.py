@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from attnkit._checks import check_int, shape_str
+from attnkit._checks import check_dim, check_int, shape_str
 
 __all__ = ["LAYOUTS", "chunk_count", "check_layout", "shard_positions", "shard", "unshard"]
 
@@ -90,7 +90,7 @@ def shard(x: torch.Tensor, world_size: int, rank: int, layout: str = "contiguous
         raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
     if x.dim() == 0:
         raise ValueError("x must have a sequence dimension; got a 0-d tensor")
-    dim = dim % x.dim()
+    dim = check_dim("dim", dim, x.dim()) % x.dim()
     idx = shard_positions(x.shape[dim], world_size, rank, layout).to(x.device)
     return x.index_select(dim, idx)
 
@@ -102,16 +102,25 @@ def unshard(shards: Sequence[torch.Tensor], layout: str = "contiguous", *, dim: 
     equals ``x``. Shards ``(..., N / P, ...)`` -> ``(..., N, ...)``.
     """
     check_layout(layout)
+    if isinstance(shards, (torch.Tensor, str, bytes)) or not hasattr(shards, "__iter__"):
+        raise TypeError(f"shards must be a non-empty sequence of tensors, one per rank; got {type(shards).__name__}")
     shards = list(shards)
     if not shards or not all(isinstance(s, torch.Tensor) for s in shards):
-        raise TypeError("shards must be a non-empty sequence of tensors, one per rank")
+        got = ", ".join(type(s).__name__ for s in shards) or "nothing"
+        raise TypeError(f"shards must be a non-empty sequence of tensors, one per rank; got {got}")
     first = shards[0]
     for r, s in enumerate(shards):
         if s.shape != first.shape:
-            raise ValueError(f"every shard must have the same shape; shard 0 is {shape_str(first)}, "
+            raise ValueError(f"shards must all have the same shape; shard 0 is {shape_str(first)}, "
                              f"shard {r} is {shape_str(s)}")
+        if s.dtype != first.dtype:
+            raise TypeError(f"shards must share one dtype; shard 0 is {first.dtype}, shard {r} is {s.dtype}")
+        if s.device != first.device:
+            raise ValueError(f"shards must be on one device; shard 0 is on {first.device}, shard {r} on {s.device}")
+    if first.dim() == 0:
+        raise ValueError("shards must have a sequence dimension; got 0-d tensors")
     P = len(shards)
-    dim = dim % first.dim()
+    dim = check_dim("dim", dim, first.dim()) % first.dim()
     n = first.shape[dim] * P
     out = first.new_empty((*first.shape[:dim], n, *first.shape[dim + 1:]))
     for r, s in enumerate(shards):

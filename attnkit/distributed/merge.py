@@ -23,7 +23,14 @@ from collections.abc import Iterable
 
 import torch
 
-from attnkit._checks import check_mask, check_same_dtype_device, check_tensor, shape_str
+from attnkit._checks import (
+    broadcast_batch,
+    check_mask,
+    check_same_device,
+    check_same_dtype_device,
+    check_tensor,
+    shape_str,
+)
 from attnkit.core import attention_scores
 from attnkit.normalize import masked_softmax
 
@@ -64,8 +71,10 @@ def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         raise ValueError(f"k and v need one value per key: k {shape_str(k)}, v {shape_str(v)}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must have the same width d: q {shape_str(q)}, k {shape_str(k)}")
+    batch = broadcast_batch(q=q, k=k, v=v)
     if mask is not None:
-        check_mask(mask, (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2]))
+        check_mask(mask, (*batch, q.shape[-2], k.shape[-2]), device=q.device,
+                   source=f"batch and Lq of q: {shape_str(q)}, Lk of k: {shape_str(k)}")
         if mask.dtype != torch.bool:
             raise TypeError(f"mask must be bool (True = takes part); got dtype {mask.dtype}")
     return _block_attention(q, k, v, mask)
@@ -77,7 +86,7 @@ def _block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     acc = accumulation_dtype(q.dtype)
     q, k, v = q.to(acc), k.to(acc), v.to(acc)
     if k.shape[-2] == 0:  # an empty block: nothing to attend to
-        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        batch = broadcast_batch(q=q, k=k, v=v)
         return q.new_zeros((*batch, q.shape[-2], v.shape[-1])), q.new_full((*batch, q.shape[-2]), float("-inf"))
     s = attention_scores(q, k)  # s_ij = q_i . k_j / sqrt(d): (..., Lq, Lk)
     if mask is not None:
@@ -118,6 +127,9 @@ def merge_partials(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
     _check_partial("b", o_b, lse_b)
     if o_a.shape != o_b.shape:
         raise ValueError(f"o_a and o_b must have the same shape; got {shape_str(o_a)} and {shape_str(o_b)}")
+    check_same_device(o_a=o_a, lse_a=lse_a, o_b=o_b, lse_b=lse_b)
+    check_same_dtype_device(o_a=o_a, o_b=o_b)
+    check_same_dtype_device(lse_a=lse_a, lse_b=lse_b)
     acc = accumulation_dtype(torch.promote_types(o_a.dtype, o_b.dtype))
     lse_a, lse_b = lse_a.to(acc), lse_b.to(acc)
     lse = torch.logaddexp(lse_a, lse_b)  # l = log(e^{l_a} + e^{l_b})
@@ -129,9 +141,19 @@ def merge_partials(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
 
 def merge_all(partials: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold :func:`merge_partials` over ``(o, lse)`` pairs, in the order given (any order gives the same)."""
+    if isinstance(partials, (torch.Tensor, str, bytes)) or not hasattr(partials, "__iter__"):
+        raise TypeError(f"partials must be an iterable of (o, lse) pairs; got {type(partials).__name__}")
     out = None
-    for o, lse in partials:
-        out = (o, lse) if out is None else merge_partials(*out, o, lse)
+    for i, pair in enumerate(partials):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"partials must hold (o, lse) pairs; entry {i} is {type(pair).__name__}"
+                            + (f" of length {len(pair)}" if isinstance(pair, (tuple, list)) else ""))
+        o, lse = pair
+        if out is None:
+            _check_partial("a", o, lse)  # a single pair is returned as is: check it too
+            out = (o, lse)
+        else:
+            out = merge_partials(*out, o, lse)
     if out is None:
         raise ValueError("merge_all needs at least one (o, lse) pair; got none")
     o, lse = out

@@ -86,6 +86,9 @@ def require_group(group: object = None) -> tuple[int, int]:
             "no process group is initialised: call torch.distributed.init_process_group(...) in every "
             "process first (or run the function with attnkit.distributed.launch.spawn / WorkerGroup)"
         )
+    if group is not None and not isinstance(group, dist.ProcessGroup):
+        raise TypeError(f"group must be a torch.distributed process group (from new_group) or None for the "
+                        f"world; got {type(group).__name__}")
     rank = dist.get_rank(group)
     if rank < 0:
         raise ValueError(f"this process (global rank {dist.get_rank()}) is not a member of the given group")
@@ -128,14 +131,24 @@ def agree_on_inputs(group: object, info: dict, problem: str | None, *, what: str
     return gathered
 
 
+def _check_stats(stats: object) -> None:
+    if stats is not None and not isinstance(stats, RingStats):
+        raise TypeError(f"stats must be a RingStats or None; got {type(stats).__name__}")
+
+
 def _local_problem(q: object, k: object, v: object, causal: object, layout: object,
-                   block_size: object) -> str | None:
+                   block_size: object, stats: object = None, return_lse: object = False) -> str | None:
+    """This rank's first problem with its inputs, as ``"TypeError: ..."``, or ``None``: checked before any
+    collective, reported to every rank by :func:`agree_on_inputs`."""
     try:
         for name, t in (("q", q), ("k", k), ("v", v)):
             check_tensor(name, t, min_rank=4, shape="(B, H, n, d)")
             if t.dim() != 4:
                 raise ValueError(f"{name} must have shape (B, H, n, d); got shape {shape_str(t)}")
         check_same_dtype_device(q=q, k=k, v=v)
+        if q.device.type == "meta":
+            raise ValueError(f"q, k and v are on the meta device, which holds no values to send; got q on "
+                             f"{q.device}")
         if q.shape[2] == 0:
             raise ValueError(f"every rank needs at least one token; got q {shape_str(q)}")
         if q.shape != k.shape:
@@ -144,13 +157,17 @@ def _local_problem(q: object, k: object, v: object, causal: object, layout: obje
         if v.shape[:3] != k.shape[:3]:
             raise ValueError(f"v must be (B, H, n, dv) with the B, H, n of k; got k {shape_str(k)}, v {shape_str(v)}")
         if not isinstance(causal, bool):
-            raise TypeError(f"causal must be a bool; got {type(causal).__name__}")
+            raise TypeError(f"causal must be a Python bool; got {causal!r} of type "
+                            f"{type(causal).__module__}.{type(causal).__name__}")
         check_layout(layout)
         if layout == "zigzag" and q.shape[2] % 2:
             raise ValueError(f"the zigzag layout holds two equal chunks per rank, so the local length must be "
                              f"even; got n = {q.shape[2]} (q {shape_str(q)})")
         if block_size is not None:
             check_int("block_size", block_size, minimum=1)
+        _check_stats(stats)
+        if not isinstance(return_lse, bool):
+            raise TypeError(f"return_lse must be a bool; got {type(return_lse).__name__}")
     except (TypeError, ValueError) as err:
         return f"{type(err).__name__}: {err}"
     return None
@@ -158,6 +175,15 @@ def _local_problem(q: object, k: object, v: object, causal: object, layout: obje
 
 def _describe(t: object) -> object:
     return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def _inputs_info(q: object, k: object, v: object, **options: object) -> dict:
+    """What every rank must agree on: shapes, dtype, device type, whether gradients flow, the options."""
+    tensors = [t for t in (q, k, v) if isinstance(t, torch.Tensor)]
+    return {"q shape": _describe(q), "k shape": _describe(k), "v shape": _describe(v),
+            "dtype": str(getattr(q, "dtype", None)), "device type": getattr(getattr(q, "device", None), "type", None),
+            # a rank whose inputs need no gradient would skip the backward ring the others wait in
+            "requires grad": torch.is_grad_enabled() and any(t.requires_grad for t in tensors), **options}
 
 
 # ---- the local work: tiles of one (query block, key block) pair --------------------------------
@@ -269,7 +295,8 @@ class RingAttentionFunction(torch.autograd.Function):
         rank, P = require_group(group)
         n, d = q.shape[2], q.shape[3]
         to, frm = _global(group, (rank + 1) % P), _global(group, (rank - 1) % P)
-        tile = block_size or (n // 2 if layout == "zigzag" else n)
+        # a tile longer than the block is the block (block_size = 10**9 must not allocate a 10**9 plan)
+        tile = min(block_size, n) if block_size else (n // 2 if layout == "zigzag" else n)
         positions = [shard_positions(n * P, P, r, layout) for r in range(P)]
         # the tiles of every step are known in advance: they depend on the positions only
         plans = [_plan(positions[rank], positions[(rank - t) % P], causal, tile, q.device) for t in range(P)]
@@ -383,9 +410,8 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bo
             shapes, so that no rank is left waiting in the ring.
     """
     require_group(group)  # a clear error before anything else when there is no process group
-    problem = _local_problem(q, k, v, causal, layout, block_size)
-    info = {"q shape": _describe(q), "k shape": _describe(k), "v shape": _describe(v),
-            "dtype": str(getattr(q, "dtype", None)), "causal": causal, "layout": layout, "block_size": block_size}
+    problem = _local_problem(q, k, v, causal, layout, block_size, stats, return_lse)
+    info = _inputs_info(q, k, v, causal=causal, layout=layout, block_size=block_size)
     agree_on_inputs(group, info, problem, what="ring_attention")
     out, lse = RingAttentionFunction.apply(q, k, v, causal, group, layout, block_size, stats)
     return (out, lse) if return_lse else out

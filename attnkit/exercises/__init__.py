@@ -20,6 +20,7 @@ from attnkit.exercises.everywhere import (
 )
 from attnkit.exercises.filters import check_bilateral_weights, check_nadaraya_watson
 from attnkit.exercises.flash import check_online_softmax
+from attnkit.exercises.llm import check_alibi_bias, check_kv_cache_bytes, check_pool_heads
 from attnkit.exercises.recurrent import check_attention_penalty, check_reinforce_surrogate
 from attnkit.exercises.seq2seq import check_bahdanau_step, check_local_mask
 from attnkit.exercises.transformer import (
@@ -57,4 +58,7 @@ __all__ = [
     "check_patchify",
     "check_rollout",
     "check_online_softmax",
+    "check_kv_cache_bytes",
+    "check_pool_heads",
+    "check_alibi_bias",
 ]

@@ -28,6 +28,7 @@ def _partials(lq: int, lk_a: int, lk_b: int, dv: int, *, batch: tuple[int, ...] 
 
 def _merge_checker(expected: tuple[torch.Tensor, torch.Tensor]) -> Callable[[object], str | None]:
     o_ref, lse_ref = (t.double() for t in expected)
+    dtype = expected[0].dtype
 
     def check(got: object) -> str | None:
         if not (isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)):
@@ -35,6 +36,9 @@ def _merge_checker(expected: tuple[torch.Tensor, torch.Tensor]) -> Callable[[obj
         for name, g, e in (("o", got[0], o_ref), ("lse", got[1], lse_ref)):
             if g.shape != e.shape:
                 return f"{name} has shape {tuple(g.shape)}, expected {tuple(e.shape)}"
+            if g.dtype != dtype:
+                return (f"{name} has dtype {g.dtype}, expected {dtype} (the inputs' precision: computing in "
+                        f"float64 hides an overflow that float32 inputs must survive)")
             g = g.detach().double()
             if torch.isnan(g).any():
                 return f"{name} contains NaN at {torch.isnan(g).nonzero()[0].tolist()}"

@@ -110,9 +110,11 @@ def _check(q: object, k: object, v: object, causal: object, softmax_scale: objec
             raise ValueError(f"{name}: positions x row stride = {t.shape[2]} x {t.stride(2)} must stay below 2^31 "
                              f"(32-bit row offsets in the kernels); got shape {shape_str(t)}")
     if not isinstance(causal, bool):
-        raise TypeError(f"causal must be True or False; got {type(causal).__name__}")
+        raise TypeError(f"causal must be True or False (a Python bool); got {causal!r} of type "
+                        f"{type(causal).__module__}.{type(causal).__name__}")
     if not isinstance(return_lse, bool):
-        raise TypeError(f"return_lse must be True or False; got {type(return_lse).__name__}")
+        raise TypeError(f"return_lse must be True or False (a Python bool); got {return_lse!r} of type "
+                        f"{type(return_lse).__module__}.{type(return_lse).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
     if softmax_scale is None:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from attnkit._checks import check_int
+
 __all__ = ["AUTOTUNE_CONFIGS", "CANDIDATES", "RECORDED", "VARIANTS", "block_d", "bucket", "d_class", "load_sweep",
            "prune", "shared_bytes", "sweep", "uses_tma"]
 
@@ -60,8 +62,30 @@ VARIANTS: dict[tuple[str, int], tuple[str, ...]] = {
 VARIANTS["bwd", 256] = ("pointer",)
 
 
+def _plain(value: object) -> object:
+    """A NumPy integer as a Python int (anything else unchanged), for the int checks."""
+    import numpy as np
+
+    return int(value) if isinstance(value, np.integer) else value
+
+
+def _check_name(name: object) -> str:
+    if name not in ("fwd", "bwd"):
+        raise ValueError(f"name must be 'fwd' or 'bwd'; got {name!r}")
+    return name
+
+
+def _check_entry(entry: object) -> Entry:
+    if (not isinstance(entry, (tuple, list)) or len(entry) != 4
+            or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in entry)):
+        raise ValueError(f"entry must be (BLOCK_M, BLOCK_N, num_warps, num_stages), four positive ints; "
+                         f"got {entry!r}")
+    return tuple(entry)
+
+
 def uses_tma(name: str, d: int) -> bool:
     """Whether kernel ``name`` takes TMA descriptors (where the hardware and the strides allow) at head dim ``d``."""
+    _check_name(name)
     return "tma" in VARIANTS[name, d_class(d)]
 
 # The spill-free entries of CANDIDATES, as the recorded sweep found them (a test checks that this list is
@@ -87,16 +111,21 @@ SWEEP_DTYPES = (torch.bfloat16, torch.float16)
 
 def bucket(n: int) -> int:
     """The autotuner's key for a length: the next power of two (at least 16)."""
+    check_int("n", _plain(n), minimum=0)
     return max(16, 1 << max(0, int(n) - 1).bit_length())
 
 
 def block_d(d: int) -> int:
     """The tile width for head dim ``d``: the next power of two, at least 16 (d = 80, 96 -> 128)."""
+    check_int("d", _plain(d), minimum=1)
     return max(16, 1 << (int(d) - 1).bit_length())
 
 
 def d_class(d: int) -> int:
     """Which list of ``AUTOTUNE_CONFIGS`` serves head dim ``d``: 64 (d <= 64), 128 or 256."""
+    check_int("d", _plain(d), minimum=1)
+    if d > 256:
+        raise ValueError(f"d must be a head dim of at most 256 (the largest tile class); got {d}")
     return max(64, block_d(d))
 
 
@@ -110,7 +139,9 @@ def shared_bytes(name: str, entry: Entry, d: int, elem_bytes: int = 2) -> int:
     (the pointer variant keeps a second copy, in the other layout, of a tile that feeds two products),
     and ``p^T`` and ``ds^T``.
     """
-    bm, bn, _, stages = entry
+    _check_name(name)
+    bm, bn, _, stages = _check_entry(entry)
+    check_int("elem_bytes", _plain(elem_bytes), minimum=1)
     bd = block_d(d)
     if name == "fwd":
         tiles = bm * bd + stages * 2 * bn * bd + bm * bn
@@ -124,6 +155,10 @@ def shared_bytes(name: str, entry: Entry, d: int, elem_bytes: int = 2) -> int:
 def prune(name: str, d: int, dtype: torch.dtype, max_shared: int) -> list[Entry]:
     """The entries of ``AUTOTUNE_CONFIGS[name]`` for head dim ``d`` that fit ``max_shared`` bytes;
     float32 gets the last (smallest) entry only. Never empty: the smallest entry is kept."""
+    _check_name(name)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
+    check_int("max_shared", _plain(max_shared), minimum=0)
     entries = AUTOTUNE_CONFIGS[name][d_class(d)]
     elem = torch.empty((), dtype=dtype).element_size()
     if dtype == torch.float32:
@@ -218,6 +253,8 @@ def spill_free(result: dict) -> dict[str, dict[int, tuple[Entry, ...]]]:
 
 def load_sweep(path: str | Path = RECORDED) -> dict | None:
     """The recorded compile sweep, or ``None`` if there is none."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path must be a str or a pathlib.Path; got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         return None

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from attnkit._checks import check_int, check_positive
+
 __all__ = [
     "ByteCounter",
     "attention_np",
@@ -41,6 +43,59 @@ __all__ = [
     "register_bytes",
     "sram_bytes",
 ]
+
+
+def _array(name: str, x: object, *, min_rank: int = 1, shape: str = "") -> np.ndarray:
+    """``x`` as a float64 array: a real (float or int) array-like of rank >= ``min_rank``.
+
+    Complex, bool, object and string arrays are refused (``np.asarray(x, float64)`` would drop
+    an imaginary part with a mere warning, or read ``True`` as 1).
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be a real array {shape}; got {type(x).__name__}".replace("  ", " "))
+    try:
+        a = np.asarray(x)
+    except Exception as err:  # e.g. a tensor on the meta device, ragged lists
+        raise TypeError(f"{name} must be a real array {shape}; got {type(x).__name__} ({err})") from None
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (float or int); got dtype {a.dtype}")
+    if a.ndim < min_rank:
+        raise ValueError(f"{name} must have shape {shape or f'with at least {min_rank} dims'} (at least {min_rank} "
+                         f"dimensions); got shape {a.shape}")
+    return a.astype(np.float64, copy=False)
+
+
+def _qkv(q: object, k: object, v: object, causal: object, softmax_scale: object,
+         **blocks: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Checked ``q: (..., Lq, d)``, ``k: (..., Lk, d)``, ``v: (..., Lk, dv)`` and the softmax scale."""
+    q = _array("q", q, min_rank=2, shape="(..., Lq, d)")
+    k = _array("k", k, min_rank=2, shape="(..., Lk, d)")
+    v = _array("v", v, min_rank=2, shape="(..., Lk, dv)")
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"q and k need the same width d: q {q.shape}, k {k.shape}")
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"v needs one row per key (Lk of k): k {k.shape}, v {v.shape}")
+    try:
+        np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise ValueError(f"the batch dims of q, k and v do not broadcast: q {q.shape}, k {k.shape}, "
+                         f"v {v.shape}") from None
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be True or False; got {type(causal).__name__}")
+    if softmax_scale is not None:
+        check_positive("softmax_scale", softmax_scale)
+    for name, b in blocks.items():
+        _check_int(name, b, minimum=1)
+    return q, k, v, _scale(q.shape[-1], softmax_scale)
+
+
+def _check_counter(counter: object) -> None:
+    if counter is not None and not isinstance(counter, ByteCounter):
+        raise TypeError(f"counter must be a ByteCounter or None; got {type(counter).__name__}")
+
+
+def _batch(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[int, ...]:
+    return np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
 
 
 def _empty_safe(m: np.ndarray) -> np.ndarray:
@@ -60,11 +115,18 @@ def online_softmax_stats(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
     NaN.
     """
     m_i = l_i = None
-    for s in blocks:
-        s = np.asarray(s, dtype=np.float64)
+    if isinstance(blocks, (str, bytes, np.ndarray)) or not hasattr(blocks, "__iter__"):
+        raise TypeError(f"blocks must be an iterable of arrays (..., Bc); got {type(blocks).__name__}")
+    for i, s in enumerate(blocks):
+        s = _array(f"blocks[{i}]", s, min_rank=1, shape="(..., Bc)")
         if m_i is None:
             m_i = np.full(s.shape[:-1], -np.inf)
             l_i = np.zeros(s.shape[:-1])
+        elif s.shape[:-1] != m_i.shape:
+            raise ValueError(f"every block needs the leading shape of the first, {m_i.shape}; "
+                             f"blocks[{i}] has shape {s.shape}")
+        if s.shape[-1] == 0:  # a block of no column adds nothing
+            continue
         # m_new = max(m_i, max_j s_j)
         m_new = np.maximum(m_i, s.max(-1))
         safe = _empty_safe(m_new)
@@ -72,7 +134,7 @@ def online_softmax_stats(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
         l_i = l_i * np.exp(m_i - safe) + np.exp(s - safe[..., None]).sum(-1)
         m_i = m_new
     if m_i is None:
-        raise ValueError("online_softmax_stats needs at least one block; got none")
+        raise ValueError("blocks must hold at least one block of scores; got none")
     return m_i, l_i
 
 
@@ -83,10 +145,11 @@ def online_softmax(x: np.ndarray, block_size: int = 4) -> np.ndarray:
     the normaliser comes from ``online_softmax_stats`` over blocks of ``block_size``
     columns. Fully masked rows (all ``-inf``) give zeros.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if block_size < 1:
-        raise ValueError(f"block_size must be a positive integer; got {block_size}")
+    x = _array("x", x, min_rank=1, shape="(..., n)")
+    _check_int("block_size", block_size, minimum=1)
     n = x.shape[-1]
+    if n == 0:  # an empty row: an empty softmax
+        return np.zeros(x.shape)
     m_i, l_i = online_softmax_stats(x[..., j:j + block_size] for j in range(0, n, block_size))
     e = np.exp(x - _empty_safe(m_i)[..., None])
     return e / np.where(l_i > 0, l_i, 1.0)[..., None]
@@ -104,14 +167,21 @@ class ByteCounter:
     reads: dict[str, int] = field(default_factory=dict)
     writes: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _check_int("bytes_per_element", self.bytes_per_element, minimum=1)
+
     def read(self, name: str, block: np.ndarray, bytes_per_element: int | None = None) -> np.ndarray:
         """Count ``block`` as loaded from HBM into SRAM; return it unchanged."""
+        if not isinstance(block, np.ndarray):
+            raise TypeError(f"block must be a NumPy array; got {type(block).__name__}")
         b = self.bytes_per_element if bytes_per_element is None else bytes_per_element
         self.reads[name] = self.reads.get(name, 0) + block.size * b
         return block
 
     def write(self, name: str, block: np.ndarray, bytes_per_element: int | None = None) -> None:
         """Count ``block`` as stored from SRAM to HBM."""
+        if not isinstance(block, np.ndarray):
+            raise TypeError(f"block must be a NumPy array; got {type(block).__name__}")
         b = self.bytes_per_element if bytes_per_element is None else bytes_per_element
         self.writes[name] = self.writes.get(name, 0) + block.size * b
 
@@ -132,8 +202,11 @@ def attention_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool = Fal
     Equivalent to ``s = q @ k.T * scale; p = softmax(s); o = p @ v`` with the causal mask
     ``j <= i`` if asked; ``lse`` is the log-sum-exp of each row of scaled scores.
     """
-    q, k, v = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
-    s = q @ np.swapaxes(k, -1, -2) * _scale(q.shape[-1], softmax_scale)  # (..., N, N)
+    q, k, v, scale = _qkv(q, k, v, causal, softmax_scale)
+    if k.shape[-2] == 0:  # no key: every row is empty
+        shape = (*_batch(q, k, v), q.shape[-2])
+        return np.zeros((*shape, v.shape[-1])), np.full(shape, -np.inf)
+    s = q @ np.swapaxes(k, -1, -2) * scale  # (..., Lq, Lk)
     if causal:
         n_q, n_k = s.shape[-2:]
         s = np.where(np.tri(n_q, n_k, dtype=bool), s, -np.inf)
@@ -146,32 +219,38 @@ def attention_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool = Fal
 def flash_forward_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool = False,
                      softmax_scale: float | None = None, block_m: int = 16, block_n: int = 16,
                      counter: ByteCounter | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Blocked FlashAttention forward: ``q, k, v: (..., N, d)`` -> ``(o: (..., N, d), lse: (..., N))``.
+    """Blocked FlashAttention forward: ``q: (..., Lq, d)``, ``k: (..., Lk, d)``, ``v: (..., Lk, dv)`` ->
+    ``(o: (..., Lq, dv), lse: (..., Lq))``.
 
     Same result as ``attention_np``, computed one ``(block_m, block_n)`` tile of scores at a
     time with the online softmax: for each block of queries, loop over blocks of keys keeping
     ``m_i``, ``l_i`` and an unnormalised output ``acc``; divide by ``l_i`` at the end. With
     ``causal``, key blocks entirely above the diagonal are skipped (never loaded). ``counter``
-    records the HBM traffic: Q, K, V blocks read, O and the log-sum-exp written.
+    records the HBM traffic: Q, K, V blocks read, O and the log-sum-exp written. ``causal`` is
+    aligned top-left, as in ``attention_np``: query ``i`` sees keys ``j <= i``. With no key
+    (``Lk = 0``) every row gives ``o = 0`` and ``lse = -inf``.
     """
-    q, k, v = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
-    n, d = q.shape[-2:]
-    scale = _scale(d, softmax_scale)
+    q, k, v, scale = _qkv(q, k, v, causal, softmax_scale, block_m=block_m, block_n=block_n)
+    _check_counter(counter)
+    n, nk, dv = q.shape[-2], k.shape[-2], v.shape[-1]
     c = counter if counter is not None else ByteCounter()
-    o = np.zeros_like(q)
-    lse = np.zeros(q.shape[:-1])
+    batch = _batch(q, k, v)
+    o = np.zeros((*batch, n, dv))
+    lse = np.full((*batch, n), -np.inf)
+    if nk == 0:
+        return o, lse
     for i0 in range(0, n, block_m):
         i1 = min(i0 + block_m, n)
         # load q: stays in SRAM for the whole inner loop
         q_blk = c.read("Q", q[..., i0:i1, :])            # (..., Bm, d)
         m_i = np.full(q_blk.shape[:-1], -np.inf)          # running max
         l_i = np.zeros(q_blk.shape[:-1])                  # running sum
-        acc = np.zeros(q_blk.shape)                       # unnormalised output
-        hi = i1 if causal else n                          # causal: keys j <= i only
+        acc = np.zeros((*batch, i1 - i0, dv))             # unnormalised output
+        hi = min(i1, nk) if causal else nk                # causal: keys j <= i only
         for j0 in range(0, hi, block_n):
-            j1 = min(j0 + block_n, n)
+            j1 = min(j0 + block_n, nk)
             k_blk = c.read("K", k[..., j0:j1, :])                  # (..., Bn, d)
-            v_blk = c.read("V", v[..., j0:j1, :])                  # (..., Bn, d)
+            v_blk = c.read("V", v[..., j0:j1, :])                  # (..., Bn, dv)
             # s = q k^T * scale, masked above the diagonal
             s = q_blk @ np.swapaxes(k_blk, -1, -2) * scale         # (..., Bm, Bn)
             if causal and j1 > i0:
@@ -196,7 +275,10 @@ def flash_backward_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, o: np.ndarray
                       do: np.ndarray, causal: bool = False, softmax_scale: float | None = None,
                       block_m: int = 16, block_n: int = 16,
                       counter: ByteCounter | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blocked FlashAttention backward with recomputation; returns ``(dq, dk, dv)``, each ``(..., N, d)``.
+    """Blocked FlashAttention backward with recomputation; returns ``(dq, dk, dv)`` shaped as ``q, k, v``.
+
+    ``q: (..., Lq, d)``, ``k: (..., Lk, d)``, ``v: (..., Lk, dv)``, ``o, do: (..., Lq, dv)``,
+    ``lse: (..., Lq)`` (from :func:`flash_forward_np` with the same ``causal`` and scale).
 
     The ``(N, N)`` probabilities are never stored: each tile ``p = exp(s - lse)`` is recomputed
     from ``q``, ``k`` and the saved log-sum-exp. With ``delta_i = sum_c do_ic o_ic``::
@@ -210,10 +292,20 @@ def flash_backward_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, o: np.ndarray
     traffic ``counter`` also records (reads of O and dO, a float32 write of delta).
     :func:`hbm_traffic_backward` gives the same count in closed form.
     """
-    q, k, v, o, do = (np.asarray(t, dtype=np.float64) for t in (q, k, v, o, do))
-    lse = np.asarray(lse, dtype=np.float64)
-    n, d = q.shape[-2:]
-    scale = _scale(d, softmax_scale)
+    q, k, v, scale = _qkv(q, k, v, causal, softmax_scale, block_m=block_m, block_n=block_n)
+    _check_counter(counter)
+    n, nk, dv_ = q.shape[-2], k.shape[-2], v.shape[-1]
+    if not q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        raise ValueError(f"the backward needs q, k and v with the same batch dims (no broadcasting): "
+                         f"q {q.shape}, k {k.shape}, v {v.shape}")
+    want = (*q.shape[:-2], n)
+    o = _array("o", o, min_rank=2, shape="(..., Lq, dv)")
+    do = _array("do", do, min_rank=2, shape="(..., Lq, dv)")
+    lse = _array("lse", lse, min_rank=1, shape="(..., Lq)")
+    for name, t, shape in (("o", o, (*want, dv_)), ("do", do, (*want, dv_)), ("lse", lse, want)):
+        if t.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} (batch and Lq of q: {q.shape}, dv of v: "
+                             f"{v.shape}); got shape {t.shape}")
     c = counter if counter is not None else ByteCounter()
     # pre-pass: delta_i = rowsum(dO_i * O_i), reading O and dO once and writing delta (float32)
     delta = (c.read("O", o) * c.read("dO", do)).sum(-1)                 # (..., N)
@@ -221,8 +313,8 @@ def flash_backward_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, o: np.ndarray
     dq = np.zeros_like(q)
     dk = np.zeros_like(k)
     dv = np.zeros_like(v)
-    for j0 in range(0, n, block_n):
-        j1 = min(j0 + block_n, n)
+    for j0 in range(0, nk, block_n):
+        j1 = min(j0 + block_n, nk)
         # load k, v: stay in SRAM; dk, dv accumulate in SRAM
         k_blk = c.read("K", k[..., j0:j1, :])
         v_blk = c.read("V", v[..., j0:j1, :])
@@ -276,22 +368,23 @@ def flash_forward_kv_outer_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causa
     in closed form. ``lse = m + log(l)`` is returned for comparison (Algorithm 1 keeps ``m``
     and ``l`` instead).
     """
-    q, k, v = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
-    n, d = q.shape[-2:]
-    scale = _scale(d, softmax_scale)
+    q, k, v, scale = _qkv(q, k, v, causal, softmax_scale, block_r=block_r, block_c=block_c)
+    _check_counter(counter)
+    n, nk, dv = q.shape[-2], k.shape[-2], v.shape[-1]
+    batch = _batch(q, k, v)
     c = counter if counter is not None else ByteCounter()
     # initialise O = 0, l = 0, m = -inf in HBM
-    o = np.zeros_like(q)
-    l_hbm = np.zeros(q.shape[:-1])
-    m_hbm = np.full(q.shape[:-1], -np.inf)
+    o = np.zeros((*batch, n, dv))
+    l_hbm = np.zeros((*batch, n))
+    m_hbm = np.full((*batch, n), -np.inf)
     c.write("O", o)
     c.write("l", l_hbm, bytes_per_element=4)
     c.write("m", m_hbm, bytes_per_element=4)
-    for j0 in range(0, n, block_c):
-        j1 = min(j0 + block_c, n)
+    for j0 in range(0, nk, block_c):
+        j1 = min(j0 + block_c, nk)
         # load K_j, V_j: stay in SRAM for the whole inner loop
         k_blk = c.read("K", k[..., j0:j1, :])                          # (..., Bc, d)
-        v_blk = c.read("V", v[..., j0:j1, :])                          # (..., Bc, d)
+        v_blk = c.read("V", v[..., j0:j1, :])                          # (..., Bc, dv)
         lo = (j0 // block_r) * block_r if causal else 0                # causal: rows i >= j0 only
         for i0 in range(lo, n, block_r):
             i1 = min(i0 + block_r, n)
@@ -318,7 +411,20 @@ def flash_forward_kv_outer_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, causa
             c.write("O", o[..., i0:i1, :])
             c.write("l", l_new, bytes_per_element=4)
             c.write("m", m_new, bytes_per_element=4)
-    return o, m_hbm + np.log(l_hbm)
+    return o, np.where(l_hbm > 0, m_hbm + np.log(np.where(l_hbm > 0, l_hbm, 1.0)), -np.inf)
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> int:
+    """:func:`attnkit._checks.check_int` that also takes NumPy integers (``2 ** np.arange(8, 15)``)."""
+    return check_int(name, int(value) if isinstance(value, np.integer) else value, minimum=minimum)
+
+
+def _check_sizes(causal: object = False, **sizes: object) -> None:
+    """Sizes ``n`` (may be 0) and the others (>= 1) are ints; ``causal`` is a bool."""
+    for name, value in sizes.items():
+        _check_int(name, value, minimum=0 if name == "n" else 1)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be True or False; got {type(causal).__name__}")
 
 
 def _visited_rows(n: int, outer: int, inner: int, causal: bool, inner_is_query: bool) -> int:
@@ -353,6 +459,7 @@ def hbm_traffic(n: int, d: int, block_m: int = 64, block_n: int = 64, causal: bo
     """
     if order not in ("q_outer", "kv_outer"):
         raise ValueError(f"order must be 'q_outer' (FlashAttention-2) or 'kv_outer' (FlashAttention-1); got {order!r}")
+    _check_sizes(n=n, d=d, block_m=block_m, block_n=block_n, bytes_per_element=bytes_per_element, causal=causal)
     b = bytes_per_element
     naive = (4 * n * d + 4 * n * n) * b
     if order == "q_outer":
@@ -373,6 +480,7 @@ def hbm_traffic_backward(n: int, d: int, block_m: int = 16, block_n: int = 16, c
     the float32 LSE and delta read, and dQ read and written back. About
     ``6 N d + 4 N d * N / block_n`` elements plus ``4 N + 8 N^2 / block_n`` float32 bytes.
     """
+    _check_sizes(n=n, d=d, block_m=block_m, block_n=block_n, bytes_per_element=bytes_per_element, causal=causal)
     b = bytes_per_element
     q_rows = _visited_rows(n, block_n, block_m, causal, inner_is_query=True)
     return (2 * n * d + 4 * n * d + 4 * q_rows * d) * b + 4 * (n + 2 * q_rows)
@@ -384,6 +492,8 @@ def flash1_block_sizes(sram_elements: int, d: int) -> tuple[int, int]:
     ``B_c = ceil(M / (4 d))`` and ``B_r = min(ceil(M / (4 d)), d)``: four blocks of about
     ``M / 4`` elements each (``Q_i``, ``O_i``, ``K_j``, ``V_j``) fill the SRAM. Needs ``d <= M``.
     """
+    _check_int("sram_elements", sram_elements, minimum=1)
+    _check_int("d", d, minimum=1)
     if not d <= sram_elements:
         raise ValueError(f"FlashAttention's analysis needs d <= M; got d={d}, M={sram_elements}")
     bc = -(-sram_elements // (4 * d))
@@ -402,6 +512,7 @@ def sram_bytes(block_m: int, block_n: int, d: int, bytes_per_element: int = 2, n
     conversions or the epilogue, or its reuse of one buffer for several tiles; the tests compare
     the model with Triton's compiled kernel where Triton is installed.
     """
+    _check_sizes(block_m=block_m, block_n=block_n, d=d, bytes_per_element=bytes_per_element, num_stages=num_stages)
     return (block_m * d + num_stages * 2 * block_n * d) * bytes_per_element
 
 
@@ -412,4 +523,5 @@ def register_bytes(block_m: int, block_n: int, d: int) -> int:
     256 KB of registers (65,536 of 4 bytes), at most 255 per thread, shared by the programs
     resident on it; a tile whose state does not fit spills to (slow) local memory.
     """
+    _check_sizes(block_m=block_m, block_n=block_n, d=d)
     return 4 * (block_m * d + block_m * block_n + 2 * block_m)

@@ -165,7 +165,10 @@ class DecomposableAttention(nn.Module):
        \hat y = H\big(\big[\textstyle\sum_i v_{1,i}; \sum_j v_{2,j}\big]\big). $$
 
     ``intra=True`` first replaces each word $a_i$ by $[a_i; a'_i]$ with
-    $a'_i = \sum_j \operatorname{softmax}_j(F_{\text{intra}}(a_i)^\top F_{\text{intra}}(a_j) + d_{i-j})\, a_j$.
+    $a'_i = \sum_j \operatorname{softmax}_j(f_{ij} + d_{i-j})\, a_j$, where
+    $f_{ij} = F_{\text{intra}}(a_i)^\top F_{\text{intra}}(a_j) / \sqrt{d}$ is the *scaled* dot score
+    (``score="scaled_dot"``; Parikh et al. use the plain dot product) and $d_{i-j}$ a learned
+    bias per offset, clipped at ``max_distance``.
     """
 
     def __init__(self, vocab_size: int, *, embed: int = 32, hidden: int = 64, classes: int = 3,

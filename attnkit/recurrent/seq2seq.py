@@ -227,8 +227,16 @@ class BahdanauDecoder(nn.Module):
         return self.out(self.drop(torch.cat([s, c, e], -1))), s, a  # logits from [s_i; c_i; y_{i-1}]
 
     def forward(self, tgt_in: torch.Tensor, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher forcing: ``tgt_in (B, T)`` -> logits ``(B, T, V)``, weights ``(B, T, S)``."""
+        """Teacher forcing: ``tgt_in (B, T)`` -> logits ``(B, T, V)``, weights ``(B, T, S)``.
+
+        Without attention every step's input $[y_{i-1}; c]$ is known in advance, so the same
+        GRU cell runs over the whole target in one ``nn.GRU`` call (``_run_fixed_context``,
+        through ``torch.func.functional_call`` with the cell's weights): the recurrence and the
+        weights are those of :meth:`step`.
+        """
         _check_decoder_input(tgt_in, enc, self.emb)
+        if self.score is None:
+            return self._run_fixed_context(tgt_in, enc)
         s = self.init_state(enc)
         logits, weights = [], []
         for t in range(tgt_in.shape[1]):
@@ -236,6 +244,29 @@ class BahdanauDecoder(nn.Module):
             logits.append(lg)
             weights.append(a)
         return torch.stack(logits, 1), torch.stack(weights, 1)
+
+
+    def _gru_template(self) -> nn.GRU:
+        """An ``nn.GRU`` of the cell's sizes, unregistered (no parameters of the model's own)."""
+        gru = self.__dict__.get("_gru")
+        if gru is None:
+            with torch.random.fork_rng(devices=[]):  # building it must not move the global RNG
+                gru = nn.GRU(self.cell.input_size, self.cell.hidden_size, batch_first=True)
+            object.__setattr__(self, "_gru", gru)
+        return gru
+
+    def _run_fixed_context(self, tgt_in: torch.Tensor, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
+        """The no-attention decoder over all steps: ``nn.GRU`` run with the ``GRUCell``'s weights."""
+        e = self.drop(self.emb(tgt_in))  # (B, T, E)
+        c = enc.final[:, None, :].expand(-1, tgt_in.shape[1], -1)  # the fixed context c: (B, T, H)
+        cell = self.cell
+        weights = {"weight_ih_l0": cell.weight_ih, "weight_hh_l0": cell.weight_hh,
+                   "bias_ih_l0": cell.bias_ih, "bias_hh_l0": cell.bias_hh}
+        # s_i = GRU([y_{i-1}; c], s_{i-1}) for all i at once (same gate order and weights as GRUCell)
+        s, _ = torch.func.functional_call(self._gru_template(), weights,  # s: (B, T, H)
+                                          (torch.cat([e, c], -1), self.init_state(enc)[None]))
+        logits = self.out(self.drop(torch.cat([s, c, e], -1)))  # (B, T, V)
+        return logits, torch.zeros(*tgt_in.shape, enc.h.shape[1], dtype=e.dtype, device=e.device)
 
 
 class LuongDecoder(nn.Module):
@@ -446,12 +477,31 @@ def token_accuracy(hyp: Sequence[str], ref: Sequence[str]) -> float:
     return sum(h == r for h, r in zip(hyp, ref, strict=False)) / n if n else 1.0
 
 
+def edit_accuracy(hyp: Sequence[str], ref: Sequence[str]) -> float:
+    """``1 - Levenshtein(hyp, ref) / max(len)``: one dropped word costs one edit, not the rest.
+
+    Unlike :func:`token_accuracy` (position by position), a single missing or extra word
+    does not count every later word as wrong.
+    """
+    n = max(len(hyp), len(ref))
+    if n == 0:
+        return 1.0
+    prev = list(range(len(ref) + 1))  # distances from hyp[:0] to ref[:j]
+    for i, h in enumerate(hyp, 1):
+        cur = [i]
+        for j, r in enumerate(ref, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (h != r)))
+        prev = cur
+    return 1.0 - prev[-1] / n
+
+
 def evaluate(model: Seq2Seq, pairs: Sequence[tuple[str, str]], src_vocab: Vocab, tgt_vocab: Vocab, *,
              batch_size: int = 256, max_len: int = 40) -> dict[str, object]:
     """Greedy-decode ``pairs``: exact-match and token accuracy, and per sentence results.
 
-    Returns ``{"exact": float, "token": float, "lengths": [...], "exact_each": [...],
-    "token_each": [...], "outputs": [...]}`` (lengths are English words).
+    Returns ``{"exact": float, "token": float, "edit": float, "lengths": [...],
+    "exact_each": [...], "token_each": [...], "edit_each": [...], "outputs": [...]}`` (lengths
+    are English words; ``edit`` is :func:`edit_accuracy`).
     """
     check_int("batch_size", batch_size, minimum=1)
     check_int("max_len", max_len, minimum=1)
@@ -464,12 +514,13 @@ def evaluate(model: Seq2Seq, pairs: Sequence[tuple[str, str]], src_vocab: Vocab,
         outputs += [" ".join(tgt_vocab.decode(row.tolist())) for row in ids]
     exact = [o == fr for o, (_, fr) in zip(outputs, pairs, strict=True)]
     tok = [token_accuracy(o.split(), fr.split()) for o, (_, fr) in zip(outputs, pairs, strict=True)]
-    return {"exact": sum(exact) / len(pairs), "token": sum(tok) / len(pairs),
+    edit = [edit_accuracy(o.split(), fr.split()) for o, (_, fr) in zip(outputs, pairs, strict=True)]
+    return {"exact": sum(exact) / len(pairs), "token": sum(tok) / len(pairs), "edit": sum(edit) / len(pairs),
             "lengths": [len(en.split()) for en, _ in pairs], "exact_each": exact, "token_each": tok,
-            "outputs": outputs}
+            "edit_each": edit, "outputs": outputs}
 
 
 __all__ = [
     "ATTENTIONS", "SEQ2SEQ_SCORES", "BahdanauDecoder", "Encoded", "Encoder", "LuongDecoder", "Score",
-    "Seq2Seq", "evaluate", "local_mask", "token_accuracy", "train_seq2seq", "translate",
+    "Seq2Seq", "edit_accuracy", "evaluate", "local_mask", "token_accuracy", "train_seq2seq", "translate",
 ]

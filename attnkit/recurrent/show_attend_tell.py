@@ -33,6 +33,7 @@ from attnkit._checks import (
     check_int,
     check_module_input,
     check_positive,
+    check_probability,
     check_same_dtype_device,
     check_sizes,
     check_tensor,
@@ -56,12 +57,16 @@ class GridEncoder(nn.Module):
 
     ``G = (S / 4)^2`` locations (8 x 8 for 32-pixel images) and ``D = channels + 2``: the input
     and the output grid both carry x/y coordinate channels ("CoordConv"), so the features say
-    *where* as well as *what*.
+    *where* as well as *what*. ``coords=False`` feeds zeros in their place (same shapes and
+    parameter count), so the features carry position only through the zero padding.
     """
 
-    def __init__(self, channels: int = 32) -> None:
+    def __init__(self, channels: int = 32, *, coords: bool = True) -> None:
         super().__init__()
         check_sizes(channels=channels)
+        if not isinstance(coords, bool):
+            raise TypeError(f"coords must be a bool; got {type(coords).__name__}")
+        self.coords = coords
         self.net = nn.Sequential(
             nn.Conv2d(5, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(16, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(), nn.MaxPool2d(2),
@@ -78,10 +83,12 @@ class GridEncoder(nn.Module):
                              f"{tuple(images.shape)}")
         check_module_input("images", images, self.net[0].weight, rank=4, shape="(B, 3, S, S)")
         B, _, S1, S2 = images.shape
-        x = torch.cat([images, coordinate_channels(B, S1, S2, device=images.device)], 1)  # (B, 5, S, S)
+        xy = coordinate_channels(B, S1, S2, device=images.device)  # (B, 2, S, S)
+        x = torch.cat([images, xy if self.coords else torch.zeros_like(xy)], 1)  # (B, 5, S, S)
         f = self.net(x)  # (B, C, g, g)
         g1, g2 = f.shape[-2:]
-        f = torch.cat([f, coordinate_channels(B, g1, g2, device=f.device)], 1)  # (B, D, g, g)
+        xy = coordinate_channels(B, g1, g2, device=f.device)  # (B, 2, g, g)
+        f = torch.cat([f, xy if self.coords else torch.zeros_like(xy)], 1)  # (B, D, g, g)
         return f.flatten(2).transpose(1, 2)  # (B, G, D)
 
 
@@ -91,13 +98,16 @@ class DecodeOutput:
 
     ``logits: (B, T, V)``, ``weights: (B, T, G)`` (the attention of every step; one-hot rows for
     hard attention), ``log_prob_locations: (B, T)`` (log-probability of the sampled locations,
-    hard attention only) and ``entropy: (B, T)`` of each attention row.
+    hard attention only), ``entropy: (B, T)`` of each attention row and ``sampled: (B,)`` bool,
+    the captions that used the sampled locations (all of them unless ``semi_sampling_p > 0``;
+    hard attention only).
     """
 
     logits: torch.Tensor
     weights: torch.Tensor
     entropy: torch.Tensor
     log_prob_locations: torch.Tensor | None = None
+    sampled: torch.Tensor | None = None
 
 
 class ShowAttendTell(nn.Module):
@@ -106,13 +116,14 @@ class ShowAttendTell(nn.Module):
     Args:
         vocab_size: ``V``. embed: word-embedding width. hidden: LSTM width ``H``.
         att: width of the additive score's hidden layer. channels: CNN channels.
+        coords: give the grid x/y coordinate channels (``False``: zeros, see :class:`GridEncoder`).
     """
 
     def __init__(self, vocab_size: int, *, embed: int = 16, hidden: int = 64, att: int = 32,
-                 channels: int = 32) -> None:
+                 channels: int = 32, coords: bool = True) -> None:
         super().__init__()
         check_sizes(vocab_size=vocab_size, embed=embed, hidden=hidden, att=att, channels=channels)
-        self.encoder = GridEncoder(channels)
+        self.encoder = GridEncoder(channels, coords=coords)
         D = self.encoder.dim
         self.embed = nn.Embedding(vocab_size, embed)
         self.init_h, self.init_c = nn.Linear(D, hidden), nn.Linear(D, hidden)
@@ -143,13 +154,18 @@ class ShowAttendTell(nn.Module):
         return self.out(torch.cat([h, z, e], -1)), (h, c)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, *, attention: str = "soft",
-                generator: torch.Generator | None = None) -> DecodeOutput:
+                generator: torch.Generator | None = None, semi_sampling_p: float = 0.0) -> DecodeOutput:
         """Teacher-forced pass: ``images: (B, 3, S, S)``, ``tokens: (B, T + 1)`` starting with ``<bos>``.
 
         Predicts ``tokens[:, 1:]`` from ``tokens[:, :-1]``. ``attention="soft"`` feeds the
         expected feature; ``"hard"`` samples one location per step from the weights (with
         ``generator``); ``"argmax"`` takes the most likely location (hard attention at test time).
+        With ``attention="hard"`` and ``semi_sampling_p = p``, each caption uses the expected
+        context (soft attention) instead of the sample with probability ``p`` (Xu et al. use
+        0.5, Sec. 4.1); the sampled locations' log-probabilities are still returned, and the
+        rows of soft captions are the soft weights.
         """
+        check_probability("semi_sampling_p", semi_sampling_p)
         if attention not in ("soft", "hard", "argmax"):
             raise ValueError(f"attention must be 'soft', 'hard' or 'argmax'; got {attention!r}")
         if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.dim() != 2:
@@ -170,6 +186,10 @@ class ShowAttendTell(nn.Module):
         feats = self.encoder(images)  # (B, G, D)
         state = self._start(feats)
         logits, weights, ent, logp = [], [], [], []
+        soft_rows = None  # (B, 1): captions that use the expected context this pass
+        if attention == "hard" and semi_sampling_p > 0:
+            u = torch.rand(images.shape[0], 1, generator=generator, device=images.device)
+            soft_rows = u < semi_sampling_p
         for t in range(tokens.shape[1] - 1):
             z, a = self.attention(state[0], feats)  # (B, D), (B, G)
             ent.append(-(a * a.clamp_min(1e-12).log()).sum(-1))
@@ -177,15 +197,24 @@ class ShowAttendTell(nn.Module):
                 if attention == "hard":
                     loc = torch.multinomial(a.detach(), 1, generator=generator)  # l_t ~ a_t: (B, 1)
                     logp.append(a.gather(1, loc).clamp_min(1e-12).log()[:, 0])  # log p(l_t)
-                    a = torch.zeros_like(a).scatter(1, loc, 1.0)
-                    z = (a[:, None, :] @ feats)[:, 0]  # z_t = k_{l_t}
+                    one_hot = torch.zeros_like(a).scatter(1, loc, 1.0)
+                    z_hard = (one_hot[:, None, :] @ feats)[:, 0]  # z_t = k_{l_t}: (B, D)
+                    if soft_rows is None:
+                        a, z = one_hot, z_hard
+                    else:  # semi-sampling: the expected context for the chosen captions
+                        a, z = torch.where(soft_rows, a, one_hot), torch.where(soft_rows, z, z_hard)
                 else:
                     z, a = self.attention(state[0], feats, normalize="hard")
             out, state = self._step(tokens[:, t], state, z)
             logits.append(out)
             weights.append(a)
+        sampled = None
+        if attention == "hard":
+            sampled = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+            if soft_rows is not None:
+                sampled = ~soft_rows[:, 0]
         return DecodeOutput(torch.stack(logits, 1), torch.stack(weights, 1), torch.stack(ent, 1),
-                            torch.stack(logp, 1) if logp else None)
+                            torch.stack(logp, 1) if logp else None, sampled)
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, *, max_len: int = 8, bos: int = 1, eos: int = 2,
@@ -245,7 +274,8 @@ class TrainLog:
 
 def train_captioner(model: ShowAttendTell, images: torch.Tensor, tokens: torch.Tensor, *, epochs: int = 10,
                     batch_size: int = 64, lr: float = 3e-3, attention: str = "soft", doubly_stochastic: float = 0.0,
-                    reinforce_weight: float = 1.0, entropy_weight: float = 0.01, seed: int = 0,
+                    reinforce_weight: float = 1.0, entropy_weight: float = 0.01, semi_sampling_p: float = 0.0,
+                    seed: int = 0,
                     progress: bool = True, optimizer: torch.optim.Optimizer | None = None) -> TrainLog:
     r"""Train with Adam; return the log of the (per-token) caption loss.
 
@@ -258,8 +288,10 @@ def train_captioner(model: ShowAttendTell, images: torch.Tensor, tokens: torch.T
     $$ -\lambda_r\,(\log p(y \mid l) - b) \sum_t \log p(l_t) - \lambda_e \sum_t H(a_t), $$
 
     with $b$ a moving average of $\log p(y \mid l)$ (the baseline that reduces the variance)
-    and an entropy bonus, as in Xu et al. (2015), Sec. 4.1. Pass ``optimizer`` to continue a
-    run where an earlier call stopped.
+    and an entropy bonus, as in Xu et al. (2015), Sec. 4.1. ``semi_sampling_p`` is the share of
+    captions trained with the expected context instead of a sample (Xu et al.: 0.5); the
+    REINFORCE term covers only the sampled ones. Pass ``optimizer`` to continue a run where an
+    earlier call stopped.
     """
     if attention not in ("soft", "hard"):
         raise ValueError(f"attention must be 'soft' or 'hard'; got {attention!r}")
@@ -287,7 +319,8 @@ def train_captioner(model: ShowAttendTell, images: torch.Tensor, tokens: torch.T
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
             x, y = images[idx], tokens[idx]
-            out = model(x, y, attention=attention, generator=g)
+            out = model(x, y, attention=attention, generator=g,
+                        semi_sampling_p=semi_sampling_p if attention == "hard" else 0.0)
             targets = y[:, 1:]
             loss = caption_loss(out.logits, targets)
             total = loss
@@ -299,7 +332,8 @@ def train_captioner(model: ShowAttendTell, images: torch.Tensor, tokens: torch.T
                 loglik = -caption_loss(out.logits, targets, reduction="sum_per_caption").detach()  # (B,)
                 baseline = loglik.mean() if baseline is None else 0.9 * baseline + 0.1 * loglik.mean()
                 advantage = loglik - baseline  # (B,)
-                surrogate = (advantage[:, None] * out.log_prob_locations * real).sum(1).mean()
+                sampled = out.sampled.to(real.dtype)[:, None]  # (B, 1): captions that used a sample
+                surrogate = (advantage[:, None] * out.log_prob_locations * real * sampled).sum(1).mean()
                 bonus = (out.entropy * real).sum(1).mean()
                 total = total - reinforce_weight * surrogate / real.sum(1).mean() - entropy_weight * bonus
                 log.baseline.append(float(baseline))

@@ -35,8 +35,8 @@ from attnkit.datasets.nli import make_nli
 from attnkit.datasets.shapes import make_shapes
 from attnkit.datasets.translation import build_vocabs
 
-self_attention, seq2seq, sat = (importlib.import_module(f"attnkit.recurrent.{m}")
-                                for m in ("self_attention", "seq2seq", "show_attend_tell"))
+self_attention, seq2seq, sat, feedback = (importlib.import_module(f"attnkit.recurrent.{m}")
+                                          for m in ("self_attention", "seq2seq", "show_attend_tell", "feedback"))
 
 F32 = torch.float32
 V = 26  # the NLI vocabulary
@@ -44,6 +44,10 @@ NOT_TABLED = {
     "seq2seq.Encoded": "a container (dataclass) built by Encoder",
     "show_attend_tell.DecodeOutput": "a container (dataclass) built by ShowAttendTell",
     "show_attend_tell.TrainLog": "a container (dataclass) built by train_captioner",
+    "feedback.FeedbackData": "a container (dataclass) built by feedback_task",
+    "feedback.feedback_run": "an experiment driver: trains two models (seconds); tested in test_feedback.py",
+    "records.load_record": "reads a recorded file (tests/recurrent/test_records.py)",
+    "records.main": "the command line of the multi-seed records (python -m attnkit.recurrent.records)",
 }
 PAIRS = [("i love you", "je t' aime"), ("look it up", "cherchez -le"), ("i love it", "je l' aime")]
 
@@ -121,6 +125,20 @@ SPECS = [
     Spec("self_attention.perturbation_effect", self_attention.perturbation_effect,
          {"model": fresh(lambda: self_attention.DecomposableAttention(V, embed=4, hidden=4)), "data": Keep(data),
           "how": C("permute", ("permute", "uniform"))}),
+    # feedback (Wang et al. 2014)
+    Spec("feedback.feedback_task", feedback.feedback_task, {"n": Int(4), "features": Int(8), "classes": Int(3),
+                                                            "active": Int(2), "contrast": P(0.5, allow_zero=True)}),
+    module(feedback.FeedbackClassifier, {"features": Int(8), "classes": Int(3), "hidden": Int(4), "embed": Int(2),
+                                         "classifier_hidden": Int(4)},
+           {"x": T(2, 8, dtype=F32)}, name="feedback.FeedbackClassifier"),
+    Spec("feedback.mlp_baseline", feedback.mlp_baseline, {"features": Int(8), "classes": Int(3), "hidden": Int(4)}),
+    Spec("feedback.train_feedback", feedback.train_feedback,
+         {"model": fresh(lambda: feedback.FeedbackClassifier(features=64, hidden=4, embed=2, classifier_hidden=4)),
+          "data": Keep(lambda: feedback.feedback_task(6)), "epochs": Int(1), "batch_size": Int(3, huge=True),
+          "lr": P(0.01)}),
+    Spec("feedback.feedback_accuracy", feedback.feedback_accuracy,
+         {"model": fresh(lambda: feedback.FeedbackClassifier(features=64, hidden=4, embed=2, classifier_hidden=4)),
+          "data": Keep(lambda: feedback.feedback_task(6))}),
     # seq2seq
     module(seq2seq.BahdanauDecoder, {"V": Int(9), "E": Int(4), "H": Int(4), "A": Int(4),
                                      "dropout": P(0.0, allow_zero=True)},
@@ -141,6 +159,7 @@ SPECS = [
     Spec("seq2seq.local_mask", seq2seq.local_mask,
          {"p": U(2, 3, high=5.0), "src_len": _lengths((5, 3)), "S": Int(5), "D": Int(2)}),
     Spec("seq2seq.token_accuracy", seq2seq.token_accuracy, {"hyp": Keep(["a", "b"]), "ref": Keep(["a", "c"])}),
+    Spec("seq2seq.edit_accuracy", seq2seq.edit_accuracy, {"hyp": Keep(["a", "b"]), "ref": Keep(["a", "c"])}),
     Spec("seq2seq.train_seq2seq", seq2seq.train_seq2seq,
          {"model": fresh(tiny_seq2seq), "pairs": Keep(PAIRS), "src_vocab": Keep(lambda: vocabs()[0]),
           "tgt_vocab": Keep(lambda: vocabs()[1]), "epochs": Int(1), "batch_size": Int(2, huge=True), "lr": P(0.01),
@@ -180,7 +199,7 @@ HEAVY_SPECS = (
     "self_attention.nli_accuracy", "self_attention.perturbation_effect", "seq2seq.BahdanauDecoder",
     "seq2seq.Encoder", "seq2seq.LuongDecoder", "seq2seq.Seq2Seq", "seq2seq.evaluate", "seq2seq.train_seq2seq",
     "seq2seq.translate", "show_attend_tell.GridEncoder", "show_attend_tell.ShowAttendTell",
-    "show_attend_tell.train_captioner", "show_attend_tell.caption_accuracy",
+    "show_attend_tell.train_captioner", "show_attend_tell.caption_accuracy", "feedback.train_feedback",
 )
 for _spec in SPECS:
     if _spec.name in HEAVY_SPECS:

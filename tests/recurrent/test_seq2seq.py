@@ -184,3 +184,30 @@ def test_exercise_checkers() -> None:
 
     res = check_local_mask(no_padding, quiet=True)
     assert not res and res.failed_case == "a padded batch"
+
+
+def test_no_attention_teacher_forcing_matches_the_step_loop() -> None:
+    """The fused pass of the no-attention decoder is the GRUCell recurrence of ``step``."""
+    torch.manual_seed(0)
+    m = Seq2Seq(12, 14, attention=None, E=8, H=16).double().eval()
+    src, lengths = torch.randint(3, 12, (3, 5)), torch.tensor([5, 3, 4])
+    tgt = torch.randint(1, 14, (3, 6))
+    enc = m.encoder(src, lengths)
+    fast, w = m.decoder(tgt, enc)
+    s, slow = m.decoder.init_state(enc), []
+    for t in range(tgt.shape[1]):
+        logits, s, _ = m.decoder.step(tgt[:, t], s, enc, t)
+        slow.append(logits)
+    torch.testing.assert_close(fast, torch.stack(slow, 1))
+    assert w.shape == (3, 6, 5) and not w.any()
+
+
+def test_edit_accuracy_counts_one_dropped_word_once() -> None:
+    from attnkit.recurrent.seq2seq import edit_accuracy
+
+    ref = "je ne le vois pas".split()
+    hyp = "je le vois pas".split()  # one word dropped
+    assert edit_accuracy(hyp, ref) == pytest.approx(1 - 1 / 5)
+    assert token_accuracy(hyp, ref) == pytest.approx(1 / 5)
+    assert edit_accuracy(ref, ref) == 1.0 and edit_accuracy([], []) == 1.0
+    assert edit_accuracy(["a"], ["b", "c"]) == 0.0

@@ -148,3 +148,28 @@ def test_reinforce_checker_accepts_the_reference_and_rejects_bugs() -> None:
     assert not leaky and leaky.failed_case == "gradients"
     no_baseline = check_reinforce_surrogate(lambda lp, R, b: -(R.detach() * lp.sum(-1)).mean(), quiet=True)
     assert not no_baseline and no_baseline.failed_case == "a baseline"
+
+
+def test_no_coordinates_zeroes_the_position_channels() -> None:
+    torch.manual_seed(0)
+    enc = GridEncoder(8, coords=False)
+    feats = enc(torch.rand(2, 3, 16, 16))  # (B, G, D)
+    assert feats.shape == (2, 16, 10)
+    assert not feats[..., -2:].any()
+    with pytest.raises(TypeError, match="coords"):
+        GridEncoder(8, coords="no")
+
+
+def test_semi_sampling_uses_the_expected_context_for_some_captions() -> None:
+    torch.manual_seed(0)
+    model = ShowAttendTell(6, embed=4, hidden=8, att=4, channels=4)
+    images, tokens = torch.rand(8, 3, 16, 16), torch.randint(1, 6, (8, 4))
+    g = torch.Generator().manual_seed(0)
+    out = model(images, tokens, attention="hard", generator=g, semi_sampling_p=0.5)
+    soft = ~out.sampled
+    assert soft.any() and out.sampled.any()
+    one_hot = (out.weights == 1).sum(-1) == 1  # (B, T)
+    assert one_hot[out.sampled].all() and not one_hot[soft].any()
+    assert model(images, tokens, attention="hard", generator=g).sampled.all()
+    with pytest.raises(ValueError, match="semi_sampling_p"):
+        model(images, tokens, attention="hard", semi_sampling_p=1.5)
