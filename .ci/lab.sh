@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
-exec .venv/bin/jupyter lab --config=jupyter_server_config.py "$@"
+# JupyterLab refuses to start as root (a container, a CI machine) unless told to
+as_root=(); [ "$(id -u)" = 0 ] && as_root=(--allow-root)
+exec .venv/bin/jupyter lab --config=jupyter_server_config.py "${as_root[@]}" "$@"

@@ -186,7 +186,17 @@ def _move(page, control) -> str:
     return f"slider {key}: {readout.inner_text() if readout.count() else ''}".strip()
 
 
-@pytest.mark.parametrize("doc", _toc_pages())
+# Pages whose widgets or code are being converted elsewhere: the test is expected to fail there
+# until that is merged (then delete the entry). Part II's went once its frame_slider merged.
+PENDING_PAGES: tuple[str, ...] = ()
+
+
+def _pages_with_pending() -> list:
+    return [pytest.param(d, marks=pytest.mark.xfail(reason="Part II: pending its frame_slider and line fixes"))
+            if d.startswith(PENDING_PAGES) else d for d in _toc_pages()]
+
+
+@pytest.mark.parametrize("doc", _pages_with_pending())
 def test_every_page_fits_the_column_and_every_control_changes_the_figure(browser, server, built_book, doc) -> None:
     """At 1280 x 900: no code block scrolls sideways; each slider or menu switches the frame shown."""
     _skip_if_not_built(built_book, doc)
@@ -243,7 +253,8 @@ def _write_report(request) -> Iterator[None]:
     if not REPORT["pages"]:
         return
     pages = REPORT["pages"]
-    REPORT["totals"] = {"pages_checked": len(pages),
+    REPORT["pending"] = sorted(d for d in pages if d.startswith(PENDING_PAGES))
+    REPORT["totals"] = {"pages_checked": len(pages) - len(REPORT["pending"]), "pages_pending": len(REPORT["pending"]),
                         "interactives": sum(p.get("interactives", 0) for p in pages.values()),
                         "controls_moved": sum(p.get("controls_moved", 0) for p in pages.values()),
                         "code_blocks_checked": sum(p.get("code_blocks", 0) for p in pages.values())}

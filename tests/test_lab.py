@@ -91,6 +91,29 @@ def test_solution_prose_and_code_are_folded_but_the_exercise_is_not() -> None:
     assert "from attnkit.viz import frame_slider" in folded  # hide-input plumbing, as in the book
 
 
+def lab_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements-lab.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"requirements-lab.txt pins exact versions; got {line!r}"
+            pins[name] = version
+    return pins
+
+
+def test_the_readme_command_sets_up_and_opens_the_course_in_jupyterlab() -> None:
+    assert set(lab_pins()) == {"jupyterlab", "jupyterlab-myst", "jupytext"}
+    assert "-r requirements-lab.txt" in (ROOT / ".ci" / "setup.sh").read_text()
+    lab_sh = (ROOT / ".ci" / "lab.sh").read_text()
+    assert "bash .ci/setup.sh" in lab_sh and "jupyter lab --config=jupyter_server_config.py" in lab_sh
+    assert "bash .ci/lab.sh" in (ROOT / "README.md").read_text()
+    assert "bash .ci/lab.sh" in (ROOT / "chapters" / "how-to-use.md").read_text()
+    overrides = json.loads((ROOT / ".ci" / "lab" / "overrides.json").read_text())
+    viewers = overrides["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
+    assert viewers["markdown"] == "Jupytext Notebook"
+
+
 # ---- a real JupyterLab --------------------------------------------------------------------------
 
 def _free_port() -> int:
@@ -105,6 +128,11 @@ def lab(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     for module in ("jupyterlab", "jupyterlab_myst", "jupyter_server"):
         if importlib.util.find_spec(module) is None:
             _missing(f"{module} (requirements-lab.txt)")
+    from importlib.metadata import version
+
+    wrong = {n: version(n) for n, v in lab_pins().items() if version(n) != v}
+    if wrong:
+        pytest.fail(f"installed {wrong}, requirements-lab.txt pins {lab_pins()}: run bash .ci/setup.sh")
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "course"
     shutil.copytree(ROOT / "chapters", root / "chapters", ignore=shutil.ignore_patterns("__pycache__"))

@@ -6,7 +6,7 @@ either by its noun or by its category::
     premise:     a red dog and a blue car and a green apple
     hypothesis:  a red animal        -> entailment     (the dog is a red animal)
     hypothesis:  a blue dog          -> contradiction  (the only dog is red)
-    hypothesis:  a red cat           -> neutral        (the premise says nothing about cats)
+    hypothesis:  a red cat           -> neutral        (the premise names no cat)
 
 The label follows :func:`nli_label`, whose reading rule is: *the premise is complete about a
 kind of thing if and only if it mentions that kind* (a noun, or a category through one of its

@@ -116,15 +116,16 @@ def online_softmax_stats(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
     """
     m_i = l_i = None
     if isinstance(blocks, (str, bytes, np.ndarray)) or not hasattr(blocks, "__iter__"):
-        raise TypeError(f"blocks must be an iterable of arrays (..., Bc); got {type(blocks).__name__}")
+        raise TypeError("blocks must be an iterable of arrays (..., Bc); "
+                        f"got {type(blocks).__name__}")
     for i, s in enumerate(blocks):
         s = _array(f"blocks[{i}]", s, min_rank=1, shape="(..., Bc)")
         if m_i is None:
             m_i = np.full(s.shape[:-1], -np.inf)
             l_i = np.zeros(s.shape[:-1])
         elif s.shape[:-1] != m_i.shape:
-            raise ValueError(f"every block needs the leading shape of the first, {m_i.shape}; "
-                             f"blocks[{i}] has shape {s.shape}")
+            raise ValueError("every block needs the leading shape of the first, "
+                             f"{m_i.shape}; blocks[{i}] has shape {s.shape}")
         if s.shape[-1] == 0:  # a block of no column adds nothing
             continue
         # m_new = max(m_i, max_j s_j)

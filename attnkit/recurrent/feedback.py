@@ -12,8 +12,8 @@ learned key per hidden feature, a sigmoid normaliser (each feature is kept or dr
 own, the weights do not compete) and value $j$ = feature $j$ alone (``diag(h)``), so the
 output is $g \odot h$::
 
-    g = sigmoid(e_b @ F.T)          # (B, K): the gate the bias b asks for
-    selected = g * h                # (B, K) = attend(e_b, F, diag(h), normalize=sigmoid)
+    g = sigmoid(e_b @ F.T)   # (B, K): the gate the bias b asks for
+    selected = g * h         # (B, K) = attend(e_b, F, diag(h), normalize=sigmoid)
 
 Feedback at test time (our simplification of the paper's iterations): try every hypothesis
 $k$, segment with bias $k$, and keep the $k$ whose segmentation best explains the raw input,

@@ -92,8 +92,8 @@ def local_mask(p: torch.Tensor, src_len: torch.Tensor, S: int, D: int) -> torch.
     Equivalent to::
 
         j = torch.arange(S)                                  # source positions
-        m = -(j - p[..., None]) ** 2 / (2 * (D / 2) ** 2)    # log of the Gaussian, sigma = D/2
-        m[|j - p| > D or j >= src_len] = -inf                # outside the window or padding
+        m = -(j - p[..., None]) ** 2 / (2 * (D / 2) ** 2)  # log Gaussian, sigma = D/2
+        m[|j - p| > D or j >= src_len] = -inf              # outside the window or padding
 
     Added to the scores by ``attend``, it keeps the window $[p_i - D, p_i + D]$ and multiplies
     the softmax's numerator by $\exp(-(j - p_i)^2 / 2\sigma^2)$ (Luong multiplies after

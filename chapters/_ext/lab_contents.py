@@ -27,9 +27,6 @@ import os
 import re
 from typing import Any
 
-from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
-from jupytext import build_async_jupytext_contents_manager_class
-
 FOLD_KEY = "attnkit_lab"
 """Cell metadata key of the marks this manager adds on opening (removed again on saving)."""
 
@@ -140,51 +137,67 @@ def house_style(text: str, like: str | None) -> str:
     return text
 
 
-_Base = build_async_jupytext_contents_manager_class(AsyncLargeFileManager)
+def _build_manager() -> type:
+    """The contents manager class (built on first use: it needs jupyter_server, from requirements-lab.txt)."""
+    from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+    from jupytext import build_async_jupytext_contents_manager_class
+
+    _Base = build_async_jupytext_contents_manager_class(AsyncLargeFileManager)
+
+    class BookContentsManager(_Base):
+        """Jupytext's contents manager, with solutions folded and saves that keep the chapter's bytes."""
+
+        def _is_chapter(self, path: str) -> bool:
+            return path.endswith(".md")
+
+        def _read_text(self, path: str) -> str | None:
+            os_path = self._get_os_path(path.strip("/"))
+            if not os.path.isfile(os_path):
+                return None
+            with open(os_path, encoding="utf-8", newline="") as f:
+                return f.read()
+
+        async def get(self, path: str, content: bool = True, type: str | None = None, format: str | None = None,
+                      **kwargs: Any) -> dict[str, Any]:
+            model = await super().get(path, content=content, type=type, format=format, **kwargs)
+            if content and model.get("type") == "notebook" and self._is_chapter(path) and model.get("content"):
+                fold_solutions(model["content"])
+            return model
+
+        async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
+            if model.get("type") != "notebook" or not self._is_chapter(path):
+                return await super().save(model, path)
+            import nbformat
+
+            before = self._read_text(path)
+            model = dict(model)
+            nb = nbformat.from_dict(copy.deepcopy(model["content"]))
+            unfold_solutions(nb)
+            if before is not None:
+                import jupytext
+
+                old = jupytext.reads(before, fmt="md")
+                if "kernelspec" in old.metadata:
+                    nb.metadata["kernelspec"] = old.metadata["kernelspec"]
+            model["content"] = nb
+            saved = await super().save(model, path)
+            after = self._read_text(path)
+            if after is not None and before is not None:
+                styled = house_style(after, before)
+                if styled != after:
+                    with open(self._get_os_path(path.strip("/")), "w", encoding="utf-8", newline="") as f:
+                        f.write(styled)
+                    saved = await super().get(path, content=False)
+            return saved
+
+    return BookContentsManager
 
 
-class BookContentsManager(_Base):
-    """Jupytext's contents manager, with solutions folded and saves that keep the chapter's bytes."""
-
-    def _is_chapter(self, path: str) -> bool:
-        return path.endswith(".md")
-
-    def _read_text(self, path: str) -> str | None:
-        os_path = self._get_os_path(path.strip("/"))
-        if not os.path.isfile(os_path):
-            return None
-        with open(os_path, encoding="utf-8", newline="") as f:
-            return f.read()
-
-    async def get(self, path: str, content: bool = True, type: str | None = None, format: str | None = None,
-                  **kwargs: Any) -> dict[str, Any]:
-        model = await super().get(path, content=content, type=type, format=format, **kwargs)
-        if content and model.get("type") == "notebook" and self._is_chapter(path) and model.get("content"):
-            fold_solutions(model["content"])
-        return model
-
-    async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
-        if model.get("type") != "notebook" or not self._is_chapter(path):
-            return await super().save(model, path)
-        import nbformat
-
-        before = self._read_text(path)
-        model = dict(model)
-        nb = nbformat.from_dict(copy.deepcopy(model["content"]))
-        unfold_solutions(nb)
-        if before is not None:
-            import jupytext
-
-            old = jupytext.reads(before, fmt="md")
-            if "kernelspec" in old.metadata:
-                nb.metadata["kernelspec"] = old.metadata["kernelspec"]
-        model["content"] = nb
-        saved = await super().save(model, path)
-        after = self._read_text(path)
-        if after is not None and before is not None:
-            styled = house_style(after, before)
-            if styled != after:
-                with open(self._get_os_path(path.strip("/")), "w", encoding="utf-8", newline="") as f:
-                    f.write(styled)
-                saved = await super().get(path, content=False)
-        return saved
+def __getattr__(name: str) -> Any:
+    # ``lab_contents.BookContentsManager`` (jupyter_server_config.py) builds the class; the
+    # functions above import without JupyterLab installed (tests/test_lab.py uses them)
+    if name == "BookContentsManager":
+        cls = _build_manager()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
