@@ -139,7 +139,8 @@ def plot_timeline(history: tuple[Milestone, ...] = HISTORY, ax: plt.Axes | None 
     title = "Attention, from the cocktail party to FlashAttention"
     ax.set_title(title + (" (hollow: chapter to come)" if any(m.chapter is None for m in history) else ""),
                  fontsize=fontsize + 2)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=len(ERAS),
+    # at most three eras a row: a wider legend would make tight_layout shrink the axes
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3,
               fontsize=fontsize, frameon=False)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
