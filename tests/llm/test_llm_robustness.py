@@ -212,3 +212,46 @@ def test_bad_input_is_refused_by_name_or_documented(name: str) -> None:
 
 def test_table_summary() -> None:
     assert len(describe(SPECS).splitlines()) == len(SPECS)
+
+
+# ---- bad input the corruptions above do not make: each once failed silently or deep inside torch
+
+def test_a_cache_refuses_keys_that_do_not_continue_it() -> None:
+    for c in (cache.KVCache(), cache.StreamingCache(4, 1)):
+        c.update(0, torch.zeros(1, 2, 1, 4), torch.zeros(1, 2, 1, 4))
+        with pytest.raises(TypeError, match=r"\bk\b.*float32"):  # was silently promoted to float64
+            c.update(0, torch.zeros(1, 2, 1, 4, dtype=torch.float64), torch.zeros(1, 2, 1, 4, dtype=torch.float64))
+        with pytest.raises(ValueError, match=r"\bk\b must match"):  # was a RuntimeError of torch.cat
+            c.update(0, torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 1, 8))
+        assert c.k[0].shape == (1, 2, 1, 4)  # nothing appended
+
+
+def test_a_paged_cache_refuses_keys_of_another_shape_or_layer() -> None:
+    p = _paged()
+    with pytest.raises(ValueError, match=r"\bk\b must match the pool"):  # was a RuntimeError of the copy
+        p.sequence(1).update(0, torch.ones(1, 1, 2, 4), torch.ones(1, 1, 2, 4))
+    with pytest.raises(ValueError, match=r"\blayer\b must be < n_layer=2"):  # was an IndexError
+        p.sequence(1).update(2, torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
+    with pytest.raises(ValueError, match=r"\bseq\b 5 holds no tokens"):  # was a KeyError
+        p.gather(5, 0)
+    assert p.tables == {0: [0, 1]} and p.free == [2, 3]
+
+
+def test_sampling_refuses_top_k_beyond_the_vocabulary_and_rows_with_no_choice() -> None:
+    logits = torch.randn(2, 5)
+    with pytest.raises(ValueError, match=r"\btop_k\b must be at most 5"):  # was clamped silently
+        gpt.sample_next(logits, top_k=6)
+    with pytest.raises(ValueError, match=r"\btop_k\b"):
+        gpt.generate(tiny(), torch.zeros(1, 2, dtype=torch.long), 0, top_k=V + 1)
+    dead = logits.clone()
+    dead[1] = float("-inf")
+    with pytest.raises(ValueError, match=r"\blogits\b"):  # was torch.multinomial's RuntimeError
+        gpt.sample_next(dead)
+
+
+def test_latents_shorter_than_the_queries_and_a_zero_length_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"\blatents\b must be.*S >= T"):  # every row was fully masked
+        mla.mla_attention(torch.randn(2, 4, 8, dtype=torch.float64), W, latents=torch.randn(2, 3, 3,
+                                                                                         dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\blength\b"):  # length=0 used to mean block_size
+        train.evaluate(tiny(), torch.zeros(40, dtype=torch.long), n=2, length=0)
