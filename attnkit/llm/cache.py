@@ -207,6 +207,8 @@ def allocation_waste(lengths: list[int], max_len: int, block_size: int) -> dict[
     if not isinstance(lengths, (list, tuple)) or not all(isinstance(n, int) and not isinstance(n, bool)
                                                           for n in lengths):
         raise TypeError(f"lengths must be a list of ints; got {lengths!r}")
+    if not lengths:
+        raise ValueError("lengths must name at least one request; got []")
     if any(n < 1 or n > max_len for n in lengths):
         raise ValueError(f"lengths must lie in 1 .. max_len={max_len}")
     n_blocks = sum(math.ceil(n / block_size) for n in lengths)

@@ -43,7 +43,7 @@ from attnkit._checks import (
     check_values,
 )
 from attnkit.core import attend
-from attnkit.llm.cache import KVCache, StreamingCache
+from attnkit.llm.cache import KVCache, StreamingCache, _PagedView
 from attnkit.transformers.positions import apply_rotary, sinusoidal_positions
 
 POSITIONS = ("learned", "sinusoidal", "rotary", "alibi", "none")
@@ -206,6 +206,8 @@ class GPT(nn.Module):
                             f"of shape {tuple(getattr(idx, 'shape', ()))}")
         check_ids("idx", idx, self.cfg.vocab_size, rank=2, device=self.tok.weight.device)
         cached = next(iter(cache.k.values()), None) if isinstance(cache, KVCache) else None  # (B, Hkv, S, Dh)
+        if isinstance(cache, _PagedView) and idx.shape[0] != 1:
+            raise ValueError(f"idx must be one sequence (1, T) for a paged sequence; got shape {tuple(idx.shape)}")
         if cached is not None and cached.shape[0] != idx.shape[0]:
             raise ValueError(f"idx must continue the cache's batch of {cached.shape[0]} sequences; "
                              f"got shape {tuple(idx.shape)}")
@@ -245,8 +247,8 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | 
     if logits.ndim != 2 or logits.shape[-1] == 0:
         raise ValueError(f"logits must be (B, V) with V >= 1; got shape {tuple(logits.shape)}")
     check_values("logits", logits)
-    if torch.isnan(logits).any() or not (logits > float("-inf")).any(-1).all():
-        raise ValueError("logits must hold no NaN and at least one finite entry per row (a distribution)")
+    if torch.isnan(logits).any() or (logits == float("inf")).any() or not (logits > float("-inf")).any(-1).all():
+        raise ValueError("logits must hold no NaN or +inf and at least one finite entry per row (a distribution)")
     check_positive("temperature", temperature, allow_zero=True)
     if top_k is not None:
         check_int("top_k", top_k, minimum=1)
@@ -304,6 +306,8 @@ def _check_targets(model: GPT, x: torch.Tensor, y: torch.Tensor) -> None:
     check_ids("y", y, model.cfg.vocab_size, rank=2, shape="(B, T)")
     if x.shape != y.shape:
         raise ValueError(f"y must have the shape of x; got x: {tuple(x.shape)}, y: {tuple(y.shape)}")
+    if x.numel() == 0:  # a mean over no token would be NaN
+        raise ValueError(f"x must hold at least one token; got shape {tuple(x.shape)}")
 
 
 def nll_per_position(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -129,7 +129,7 @@ def streaming_nll(model: GPT, x: torch.Tensor, y: torch.Tensor, *, window: int |
     ``window=None``: the contiguous cache (the whole past); else a ``StreamingCache`` that
     keeps the first ``sinks`` tokens and the last ``window`` ones, positions within the cache.
     """
-    check_ids("x", x, model.cfg.vocab_size, rank=2, shape="(B, L)")
+    _check_x(model, x, "(B, L)")
     check_ids("y", y, model.cfg.vocab_size, rank=2, shape="(B, L)")
     if x.shape != y.shape:
         raise ValueError(f"y must have the shape of x; got x: {tuple(x.shape)}, y: {tuple(y.shape)}")
@@ -186,6 +186,8 @@ def receptive_field(model: GPT, x: torch.Tensor, position: int, *, layer: int | 
     a sliding window ``w`` it reaches back ``layer (w - 1)`` positions.
     """
     _check_x(model, x, "(1, T)")
+    if x.shape[0] != 1:  # only the first sequence's gradient would be read
+        raise ValueError(f"x must be one sequence (1, T); got shape {tuple(x.shape)}")
     check_int("position", position, minimum=0)
     if position >= x.shape[1]:
         raise ValueError(f"position must be < T={x.shape[1]}; got {position}")

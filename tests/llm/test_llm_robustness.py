@@ -255,3 +255,19 @@ def test_latents_shorter_than_the_queries_and_a_zero_length_are_refused() -> Non
                                                                                          dtype=torch.float64))
     with pytest.raises(ValueError, match=r"\blength\b"):  # length=0 used to mean block_size
         train.evaluate(tiny(), torch.zeros(40, dtype=torch.long), n=2, length=0)
+
+
+def test_empty_batches_single_sequences_and_inf_logits_are_refused() -> None:
+    m, z = tiny(), (lambda *s: torch.zeros(*s, dtype=torch.long))
+    for fn in (gpt.loss_fn, gpt.nll_per_position, train.streaming_nll):  # NaN (B = 0) or a torch.stack error
+        for shape in ((0, 5), (2, 0)):
+            with pytest.raises(ValueError, match=r"\bx\b must hold at least one token"):
+                fn(m, z(*shape), z(*shape))
+    with pytest.raises(ValueError, match=r"\bidx\b must be one sequence"):  # named the paged cache's k
+        m(z(2, 3), cache.PagedKVCache(1, 4, 2, 2, 4).sequence(0))
+    with pytest.raises(ValueError, match=r"\bx\b must be one sequence"):  # read sequence 0 only
+        train.receptive_field(m, z(2, 5), 3)
+    with pytest.raises(ValueError, match=r"\blogits\b"):  # was torch.multinomial's RuntimeError
+        gpt.sample_next(torch.tensor([[float("inf"), 0.0]]))
+    with pytest.raises(ValueError, match=r"\blengths\b"):  # named an internal n_blocks
+        cache.allocation_waste([], 8, 4)
