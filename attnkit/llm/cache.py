@@ -110,7 +110,8 @@ class PagedKVCache:
 
     ``pool_k, pool_v: (n_layer, n_blocks, Hkv, block_size, Dh)``. Each sequence owns a block
     table (the ids of its blocks, in order); a block is taken from the free list only when the
-    previous one is full, so a sequence wastes at most ``block_size - 1`` slots. Attention
+    previous one is full, so a sequence wastes at most ``block_size - 1`` slots; an append that
+    needs more blocks than are free is refused (``ValueError``) before anything is written. Attention
     gathers the sequence's blocks (``pool[table]``) into ``(1, Hkv, S, Dh)``, identical to a
     contiguous cache. ``sequence(i)`` is the cache view of sequence ``i`` that ``GPT`` uses
     (batch 1 per sequence).

@@ -241,7 +241,8 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | 
     """Draw the next token from ``logits: (B, V)`` -> ``(B,)``.
 
     Equivalent to ``torch.multinomial(softmax(logits / temperature), 1)`` after keeping only
-    the ``top_k`` largest logits; ``temperature = 0`` is greedy (argmax).
+    the ``top_k`` largest logits (``1 <= top_k <= V``); ``temperature = 0`` is greedy (argmax).
+    A row of ``logits`` must be a distribution: no NaN or ``+inf``, at least one finite entry.
     """
     check_tensor("logits", logits, min_rank=2, shape="(B, V)")
     if logits.ndim != 2 or logits.shape[-1] == 0:
