@@ -3,7 +3,7 @@ r"""Multi-head latent attention (MLA, DeepSeek-AI, 2024), naive and absorbed.
 Keys and values are generated from one small latent per token, ``c = x W_dkv`` of width
 ``d_c``, and only ``c`` is cached::
 
-    c = x W_dkv                          # (B, S, dc): the cache
+    c = x W_dkv                          # (B, S, dc): the cache, dc numbers per token
     k_h = c W_uk[h],  v_h = c W_uv[h]    # (B, H, S, Dh): up-projected, not stored
     q_h = x W_q[h]                       # (B, H, T, Dh)
     o_h = attend(q_h, k_h, v_h)
