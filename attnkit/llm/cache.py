@@ -26,14 +26,26 @@ import math
 
 import torch
 
-from attnkit._checks import check_int
+from attnkit._checks import check_int, check_same_dtype_device, check_tensor, shape_str
 
 
-def _check_kv(k: torch.Tensor, v: torch.Tensor) -> None:
-    if not isinstance(k, torch.Tensor) or not isinstance(v, torch.Tensor):
-        raise TypeError(f"k and v must be tensors; got {type(k).__name__}, {type(v).__name__}")
+def _check_kv(k: torch.Tensor, v: torch.Tensor, layer: object) -> None:
+    check_int("layer", layer, minimum=0)
+    check_tensor("k", k, min_rank=4, shape="(B, Hkv, T, Dh)")
+    check_tensor("v", v, min_rank=4, shape="(B, Hkv, T, Dh)")
     if k.ndim != 4 or k.shape != v.shape:
         raise ValueError(f"k and v must both be (B, Hkv, T, Dh); got k: {tuple(k.shape)}, v: {tuple(v.shape)}")
+    check_same_dtype_device(k=k, v=v)
+
+
+def _check_like(k: torch.Tensor, cached: torch.Tensor, what: str) -> None:
+    """New keys ``k`` must match the cached ``(B, Hkv, S, Dh)`` in batch, heads, width, dtype and device."""
+    if k.shape[:2] != cached.shape[:2] or k.shape[-1] != cached.shape[-1]:
+        raise ValueError(f"k must match the {what} in B, Hkv and Dh; got k: {shape_str(k)}, "
+                         f"cached: {shape_str(cached)}")
+    if k.dtype != cached.dtype or k.device != cached.device:
+        raise TypeError(f"k must have the dtype and device of the {what} ({cached.dtype} on {cached.device}); "
+                        f"got {k.dtype} on {k.device}")
 
 
 class KVCache:
@@ -45,8 +57,9 @@ class KVCache:
         self.seen = 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_kv(k, v)
+        _check_kv(k, v, layer)
         if layer in self.k:
+            _check_like(k, self.k[layer], f"keys cached at layer {layer}")
             self.k[layer] = torch.cat([self.k[layer], k], dim=-2)  # (B, Hkv, S + T, Dh)
             self.v[layer] = torch.cat([self.v[layer], v], dim=-2)
         else:
@@ -81,7 +94,7 @@ class StreamingCache(KVCache):
         self.sinks = check_int("sinks", sinks, minimum=0)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_kv(k, v)
+        _check_kv(k, v, layer)
         if k.shape[-2] != 1:
             raise ValueError(f"StreamingCache decodes one token at a time; got k with T={k.shape[-2]}")
         k_all, v_all = super().update(layer, k, v)
@@ -97,7 +110,8 @@ class PagedKVCache:
 
     ``pool_k, pool_v: (n_layer, n_blocks, Hkv, block_size, Dh)``. Each sequence owns a block
     table (the ids of its blocks, in order); a block is taken from the free list only when the
-    previous one is full, so a sequence wastes at most ``block_size - 1`` slots. Attention
+    previous one is full, so a sequence wastes at most ``block_size - 1`` slots; an append that
+    needs more blocks than are free is refused (``ValueError``) before anything is written. Attention
     gathers the sequence's blocks (``pool[table]``) into ``(1, Hkv, S, Dh)``, identical to a
     contiguous cache. ``sequence(i)`` is the cache view of sequence ``i`` that ``GPT`` uses
     (batch 1 per sequence).
@@ -108,6 +122,10 @@ class PagedKVCache:
         self.n_layer = check_int("n_layer", n_layer, minimum=1)
         self.block_size = check_int("block_size", block_size, minimum=1)
         check_int("n_blocks", n_blocks, minimum=1)
+        check_int("n_kv_head", n_kv_head, minimum=1)
+        check_int("d_head", d_head, minimum=1)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype}")
         shape = (n_layer, n_blocks, n_kv_head, block_size, d_head)
         self.pool_k = torch.zeros(shape, dtype=dtype)
         self.pool_v = torch.zeros(shape, dtype=dtype)
@@ -116,13 +134,21 @@ class PagedKVCache:
         self.lengths: dict[int, list[int]] = {}  # per sequence, tokens stored per layer
 
     def _append(self, seq: int, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        table = self.tables.setdefault(seq, [])
-        lengths = self.lengths.setdefault(seq, [0] * self.n_layer)
+        if layer >= self.n_layer:
+            raise ValueError(f"layer must be < n_layer={self.n_layer}; got {layer}")
+        _check_like(k, self.pool_k[layer, 0][None], "pool")  # (1, Hkv, block, Dh)
+        if k.shape[0] != 1:
+            raise ValueError(f"a paged sequence has batch 1; got k: {shape_str(k)}")
+        table = self.tables.get(seq, [])
+        lengths = self.lengths.get(seq, [0] * self.n_layer)
+        need = -(-(lengths[layer] + k.shape[-2]) // self.block_size) - len(table)  # new blocks: ceil - held
+        if need > len(self.free):  # refuse before writing anything: nothing half-appended
+            raise ValueError(f"k holds {k.shape[-2]} new tokens, which need {need} more blocks of "
+                             f"block_size={self.block_size}; the pool has {len(self.free)} free")
+        self.tables[seq], self.lengths[seq] = table, lengths
         for t in range(k.shape[-2]):
             pos = lengths[layer]
             if pos // self.block_size == len(table):  # every slot taken: a new block
-                if not self.free:
-                    raise RuntimeError("PagedKVCache: the pool has no free block left")
                 table.append(self.free.pop(0))
             block, slot = table[pos // self.block_size], pos % self.block_size
             self.pool_k[layer, block, :, slot] = k[0, :, t]  # (Hkv, Dh)
@@ -131,6 +157,12 @@ class PagedKVCache:
 
     def gather(self, seq: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys and values of ``seq`` at ``layer``, ``(1, Hkv, S, Dh)``, read through its block table."""
+        check_int("seq", seq, minimum=0)
+        check_int("layer", layer, minimum=0)
+        if layer >= self.n_layer:
+            raise ValueError(f"layer must be < n_layer={self.n_layer}; got {layer}")
+        if seq not in self.tables:
+            raise ValueError(f"seq {seq!r} holds no tokens in this cache; its sequences: {sorted(self.tables)}")
         table, S = self.tables[seq], self.lengths[seq][layer]
         k = self.pool_k[layer, table]  # (n, Hkv, block, Dh)
         v = self.pool_v[layer, table]
@@ -140,6 +172,7 @@ class PagedKVCache:
 
     def release(self, seq: int) -> None:
         """A finished sequence returns its blocks to the free list."""
+        check_int("seq", seq, minimum=0)
         self.free.extend(self.tables.pop(seq, []))
         self.lengths.pop(seq, None)
 
@@ -147,6 +180,7 @@ class PagedKVCache:
         return sum(len(t) for t in self.tables.values())
 
     def sequence(self, seq: int) -> _PagedView:
+        check_int("seq", seq, minimum=0)
         return _PagedView(self, seq)
 
 
@@ -157,9 +191,7 @@ class _PagedView:
         self.paged, self.seq, self.seen = paged, seq, 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_kv(k, v)
-        if k.shape[0] != 1:
-            raise ValueError(f"a paged sequence has batch 1; got k: {tuple(k.shape)}")
+        _check_kv(k, v, layer)
         self.paged._append(self.seq, layer, k, v)
         return self.paged.gather(self.seq, layer)
 
@@ -172,6 +204,12 @@ def allocation_waste(lengths: list[int], max_len: int, block_size: int) -> dict[
     layer, one head of width 1) over the requests token by token and counting its blocks.
     """
     check_int("max_len", max_len, minimum=1)
+    check_int("block_size", block_size, minimum=1)
+    if not isinstance(lengths, (list, tuple)) or not all(isinstance(n, int) and not isinstance(n, bool)
+                                                          for n in lengths):
+        raise TypeError(f"lengths must be a list of ints; got {lengths!r}")
+    if not lengths:
+        raise ValueError("lengths must name at least one request; got []")
     if any(n < 1 or n > max_len for n in lengths):
         raise ValueError(f"lengths must lie in 1 .. max_len={max_len}")
     n_blocks = sum(math.ceil(n / block_size) for n in lengths)

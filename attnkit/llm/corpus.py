@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from attnkit._checks import check_int
+from attnkit._checks import check_index_tensor, check_int, check_tensor, check_values
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "tinyshakespeare.txt.gz"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -40,6 +40,8 @@ class Corpus:
 
     def encode(self, text: str) -> torch.Tensor:
         """Characters -> ids ``(len(text),)``; an unknown character raises ``ValueError``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str; got {type(text).__name__}")
         table = {c: i for i, c in enumerate(self.chars)}
         bad = sorted(set(text) - set(table))
         if bad:
@@ -48,6 +50,11 @@ class Corpus:
 
     def decode(self, ids: torch.Tensor | list[int]) -> str:
         """Ids -> characters."""
+        if isinstance(ids, list):
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise TypeError(f"ids must be ints; got {ids[:5]!r}")
+            ids = torch.tensor(ids, dtype=torch.long)
+        check_index_tensor("ids", ids, low=0, high=len(self.chars), rank=1)  # a negative id would wrap around
         return "".join(self.chars[int(i)] for i in ids)
 
 
@@ -76,6 +83,10 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int,
     """Random windows of ``data``: inputs ``x: (B, T)`` and next-character targets ``y: (B, T)``."""
     check_int("batch_size", batch_size, minimum=1)
     check_int("block_size", block_size, minimum=1)
+    check_tensor("data", data, floating=False)
+    if data.dtype == torch.bool or data.is_floating_point() or data.is_complex():
+        raise TypeError(f"data must be an integer tensor of ids; got dtype {data.dtype}")
+    check_values("data", data)
     if data.ndim != 1 or len(data) <= block_size:
         raise ValueError(f"data must be 1-d and longer than block_size={block_size}; got {tuple(data.shape)}")
     start = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
@@ -87,6 +98,8 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int,
 
 def eval_windows(data: torch.Tensor, n: int, length: int, seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` fixed windows of ``length`` (the same for every model): ``x, y: (n, length)``."""
+    check_int("n", n, minimum=1)
+    check_int("length", length, minimum=1)
     return get_batch(data, n, length, torch.Generator().manual_seed(seed))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from attnkit._checks import check_int
 from attnkit.viz import flow_diagram
 
 
@@ -42,6 +43,8 @@ def gqa_mla_diagram(*, ax: plt.Axes | None = None) -> plt.Axes:
 
 def streaming_diagram(window: int = 4, sinks: int = 2, *, ax: plt.Axes | None = None) -> plt.Axes:
     """StreamingLLM's cache: ``sinks`` first tokens, an evicted middle, the last ``window``."""
+    check_int("window", window, minimum=1)
+    check_int("sinks", sinks, minimum=0)
     boxes = {
         "sink": (0, 1, f"first {sinks} tokens\n(kept: sinks)", "weights"),
         "mid": (2.6, 1, "middle\n(evicted)", "data"),

@@ -33,9 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit._checks import check_int
+from attnkit._checks import (
+    check_ids,
+    check_int,
+    check_positive,
+    check_same_device,
+    check_size_fits,
+    check_tensor,
+    check_values,
+)
 from attnkit.core import attend
-from attnkit.llm.cache import KVCache, StreamingCache
+from attnkit.llm.cache import KVCache, StreamingCache, _PagedView
 from attnkit.transformers.positions import apply_rotary, sinusoidal_positions
 
 POSITIONS = ("learned", "sinusoidal", "rotary", "alibi", "none")
@@ -63,6 +71,9 @@ class GPTConfig:
             raise ValueError(f"positions must be one of {POSITIONS}; got {self.positions!r}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
+        if self.n_kv_head is not None:
+            check_int("n_kv_head", self.n_kv_head, minimum=1)
+        check_positive("rope_base", self.rope_base)
         if self.kv_heads < 1 or self.n_head % self.kv_heads:
             raise ValueError(f"n_kv_head must divide n_head={self.n_head}; got {self.n_kv_head}")
         if self.window is not None:
@@ -85,6 +96,14 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
 
 def decoder_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, *, window: int | None = None) -> torch.Tensor:
     """Bool ``(T, S)``: query at ``q_pos[i]`` sees key at ``k_pos[j]`` iff ``0 <= q - k (< window)``."""
+    for name, pos in (("q_pos", q_pos), ("k_pos", k_pos)):
+        check_tensor(name, pos, min_rank=1, floating=False, shape="(T,)")
+        if pos.ndim != 1 or pos.dtype == torch.bool or pos.is_floating_point() or pos.is_complex():
+            raise TypeError(f"{name} must be a 1-d integer tensor of positions; got {pos.dtype} of shape "
+                            f"{tuple(pos.shape)}")
+    check_same_device(q_pos=q_pos, k_pos=k_pos)
+    if window is not None:
+        check_int("window", window, minimum=1)
     gap = q_pos[:, None] - k_pos[None, :]  # (T, S): i - j
     keep = gap >= 0
     if window is not None:
@@ -185,6 +204,13 @@ class GPT(nn.Module):
         if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.ndim != 2:
             raise TypeError(f"idx must be a long tensor (B, T); got {getattr(idx, 'dtype', type(idx).__name__)} "
                             f"of shape {tuple(getattr(idx, 'shape', ()))}")
+        check_ids("idx", idx, self.cfg.vocab_size, rank=2, device=self.tok.weight.device)
+        cached = next(iter(cache.k.values()), None) if isinstance(cache, KVCache) else None  # (B, Hkv, S, Dh)
+        if isinstance(cache, _PagedView) and idx.shape[0] != 1:
+            raise ValueError(f"idx must be one sequence (1, T) for a paged sequence; got shape {tuple(idx.shape)}")
+        if cached is not None and cached.shape[0] != idx.shape[0]:
+            raise ValueError(f"idx must continue the cache's batch of {cached.shape[0]} sequences; "
+                             f"got shape {tuple(idx.shape)}")
         T = idx.shape[1]
         start = cache.seen if cache is not None else 0
         x = self.tok(idx)  # (B, T, E)
@@ -215,16 +241,24 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | 
     """Draw the next token from ``logits: (B, V)`` -> ``(B,)``.
 
     Equivalent to ``torch.multinomial(softmax(logits / temperature), 1)`` after keeping only
-    the ``top_k`` largest logits; ``temperature = 0`` is greedy (argmax).
+    the ``top_k`` largest logits (``1 <= top_k <= V``); ``temperature = 0`` is greedy (argmax).
+    A row of ``logits`` must be a distribution: no NaN or ``+inf``, at least one finite entry.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0; got {temperature}")
+    check_tensor("logits", logits, min_rank=2, shape="(B, V)")
+    if logits.ndim != 2 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must be (B, V) with V >= 1; got shape {tuple(logits.shape)}")
+    check_values("logits", logits)
+    if torch.isnan(logits).any() or (logits == float("inf")).any() or not (logits > float("-inf")).any(-1).all():
+        raise ValueError("logits must hold no NaN or +inf and at least one finite entry per row (a distribution)")
+    check_positive("temperature", temperature, allow_zero=True)
+    if top_k is not None:
+        check_int("top_k", top_k, minimum=1)
+        check_size_fits("top_k", top_k, logits.shape[-1], "the vocabulary size V of logits")
     if temperature == 0:
         return logits.argmax(-1)
     z = logits / temperature
     if top_k is not None:
-        check_int("top_k", top_k, minimum=1)
-        kth = z.topk(min(top_k, z.shape[-1]), dim=-1).values[..., -1:]  # (B, 1)
+        kth = z.topk(top_k, dim=-1).values[..., -1:]  # (B, 1)
         z = z.masked_fill(z < kth, float("-inf"))
     return torch.multinomial(F.softmax(z, dim=-1), 1, generator=generator)[:, 0]
 
@@ -241,6 +275,13 @@ def generate(model: GPT, prompt: torch.Tensor, n_new: int, *, temperature: float
     ``block_size`` tokens (a sliding context), with or without ``use_cache``.
     """
     check_int("n_new", n_new, minimum=0)
+    check_ids("prompt", prompt, model.cfg.vocab_size, rank=2, shape="(B, T0)")
+    if prompt.shape[1] == 0:
+        raise ValueError(f"prompt must hold at least one token per sequence; got shape {tuple(prompt.shape)}")
+    check_positive("temperature", temperature, allow_zero=True)
+    if top_k is not None:
+        check_int("top_k", top_k, minimum=1)
+        check_size_fits("top_k", top_k, model.cfg.vocab_size, "the vocabulary size")
     g = torch.Generator().manual_seed(seed)
     model.eval()
     out = prompt
@@ -260,8 +301,19 @@ def generate(model: GPT, prompt: torch.Tensor, n_new: int, *, temperature: float
     return out
 
 
+def _check_targets(model: GPT, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Targets ``y``: ids of the model's vocabulary, the shape of the inputs ``x: (B, T)``."""
+    check_ids("x", x, model.cfg.vocab_size, rank=2, shape="(B, T)")
+    check_ids("y", y, model.cfg.vocab_size, rank=2, shape="(B, T)")
+    if x.shape != y.shape:
+        raise ValueError(f"y must have the shape of x; got x: {tuple(x.shape)}, y: {tuple(y.shape)}")
+    if x.numel() == 0:  # a mean over no token would be NaN
+        raise ValueError(f"x must hold at least one token; got shape {tuple(x.shape)}")
+
+
 def nll_per_position(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy (nats) of each position, averaged over the batch: ``x, y: (B, T)`` -> ``(T,)``."""
+    _check_targets(model, x, y)
     with torch.no_grad():
         logits = model(x)  # (B, T, V)
         nll = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
@@ -270,6 +322,7 @@ def nll_per_position(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
 
 def loss_fn(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy of ``x, y: (B, T)``."""
+    _check_targets(model, x, y)
     logits = model(x)  # (B, T, V)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))  # (B T, V) -> mean
 

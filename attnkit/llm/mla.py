@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from attnkit._checks import check_int
+from attnkit._checks import check_int, check_tensor, shape_str
 from attnkit.core import attend
 
 
@@ -50,7 +50,19 @@ def mla_weights(d_model: int, n_head: int, d_head: int, d_latent: int, *, seed: 
 
 def mla_latents(x: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
     """The cached latents ``c = x W_dkv``: ``x: (B, S, E)`` -> ``(B, S, dc)``."""
+    _check_x(x, w)
     return x @ w["W_dkv"]
+
+
+def _check_x(x: torch.Tensor, w: dict[str, torch.Tensor]) -> None:
+    """``x: (B, T, E)`` with ``E`` and the dtype/device of the weights."""
+    W = w["W_dkv"]  # (E, dc)
+    check_tensor("x", x, min_rank=3, shape="(B, T, E)")
+    if x.ndim != 3 or x.shape[-1] != W.shape[0]:
+        raise ValueError(f"x must be (B, T, E={W.shape[0]}); got {shape_str(x)}")
+    if x.dtype != W.dtype or x.device != W.device:
+        raise TypeError(f"x must have the weights' dtype and device ({W.dtype} on {W.device}); "
+                        f"got {x.dtype} on {x.device}")
 
 
 def mla_attention(x: torch.Tensor, w: dict[str, torch.Tensor], *, latents: torch.Tensor | None = None,
@@ -63,6 +75,17 @@ def mla_attention(x: torch.Tensor, w: dict[str, torch.Tensor], *, latents: torch
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 3:
         raise ValueError(f"x must be (B, T, E); got {getattr(x, 'shape', type(x).__name__)}")
+    _check_x(x, w)
+    if latents is not None:
+        dc = w["W_dkv"].shape[1]
+        check_tensor("latents", latents, min_rank=3, shape="(B, S, dc)")
+        if latents.ndim != 3 or latents.shape[0] != x.shape[0] or latents.shape[-1] != dc \
+                or latents.shape[1] < x.shape[1]:
+            raise ValueError(f"latents must be (B, S, dc={dc}) with B and S >= T those of x: {shape_str(x)} "
+                             f"(the new tokens are the last T); got {shape_str(latents)}")
+        if latents.dtype != x.dtype or latents.device != x.device:
+            raise TypeError(f"latents must have the dtype and device of x ({x.dtype} on {x.device}); "
+                            f"got {latents.dtype} on {latents.device}")
     c = mla_latents(x, w) if latents is None else latents  # (B, S, dc)
     T, S = x.shape[1], c.shape[1]
     q = torch.einsum("bte,hed->bhtd", x, w["W_q"])  # (B, H, T, Dh)
@@ -83,6 +106,12 @@ def mla_attention(x: torch.Tensor, w: dict[str, torch.Tensor], *, latents: torch
 def kv_cache_elements(kind: str, *, n_head: int, d_head: int, n_kv_head: int | None = None,
                       d_latent: int | None = None, d_rope: int = 0) -> int:
     """Numbers cached per token and layer: MHA ``2 H Dh``, GQA ``2 Hkv Dh``, MQA ``2 Dh``, MLA ``dc + d_rope``."""
+    check_int("n_head", n_head, minimum=1)
+    check_int("d_head", d_head, minimum=1)
+    check_int("d_rope", d_rope, minimum=0)
+    for name, val in (("n_kv_head", n_kv_head), ("d_latent", d_latent)):
+        if val is not None:
+            check_int(name, val, minimum=1)
     if kind == "mha":
         return 2 * n_head * d_head
     if kind == "gqa":

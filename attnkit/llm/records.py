@@ -125,6 +125,8 @@ def record_positions(seeds: int, steps: int, jobs: int = 1) -> dict[str, object]
 
 def load_record(name: str) -> dict[str, object]:
     """The recorded runs ``attnkit/data/records/llm-<name>.json``."""
+    if name not in ("kv-heads", "positions"):
+        raise ValueError(f"name must be 'kv-heads' or 'positions'; got {name!r}")
     path = RECORDS / f"llm-{name}.json"
     if not path.exists():
         raise ValueError(f"no recorded Part V runs named {name!r}; run python -m attnkit.llm.records {name}")

@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from attnkit._checks import check_int
+from attnkit._checks import check_ids, check_int, check_positive
 from attnkit.llm.cache import KVCache, StreamingCache
 from attnkit.llm.corpus import eval_windows, get_batch, load_corpus
 from attnkit.llm.gpt import GPT, GPTConfig, loss_fn, nll_per_position
@@ -27,7 +27,9 @@ from attnkit.llm.gpt import GPT, GPTConfig, loss_fn, nll_per_position
 
 def evaluate(model: GPT, data: torch.Tensor, *, n: int = 64, length: int | None = None, seed: int = 1234) -> float:
     """Mean cross-entropy (nats/char) on ``n`` fixed windows of ``length`` (default ``block_size``)."""
-    x, y = eval_windows(data, n, length or model.cfg.block_size, seed)
+    if length is not None:  # 0 is refused, not read as "the default"
+        check_int("length", length, minimum=1)
+    x, y = eval_windows(data, n, model.cfg.block_size if length is None else length, seed)
     was = model.training
     model.eval()
     out = float(nll_per_position(model, x, y).mean())
@@ -44,6 +46,11 @@ def train_gpt(cfg: GPTConfig | GPT, *, steps: int = 300, batch_size: int = 32, l
     "val_loss"}``: ``val``/``train_eval`` are evaluated every ``eval_every`` steps on fixed windows.
     """
     check_int("steps", steps, minimum=0)
+    check_int("batch_size", batch_size, minimum=1)
+    check_positive("lr", lr)
+    check_int("warmup", warmup, minimum=0)
+    check_int("eval_every", eval_every, minimum=1)
+    check_int("eval_n", eval_n, minimum=1)
     corpus = load_corpus()
     torch.manual_seed(seed)
     model = cfg if isinstance(cfg, GPT) else GPT(cfg)
@@ -98,7 +105,8 @@ def pool_kv_heads(model: GPT, n_kv_head: int) -> GPT:
     cfg = model.cfg
     if cfg.kv_heads != cfg.n_head:
         raise ValueError(f"pool_kv_heads needs a multi-head model (n_kv_head = n_head); got {cfg.kv_heads}")
-    if n_kv_head < 1 or cfg.n_head % n_kv_head:
+    check_int("n_kv_head", n_kv_head, minimum=1)
+    if cfg.n_head % n_kv_head:
         raise ValueError(f"n_kv_head must divide n_head={cfg.n_head}; got {n_kv_head}")
     new = GPT(replace(cfg, n_kv_head=n_kv_head)).to(next(model.parameters()).dtype)
     state = copy.deepcopy(model.state_dict())
@@ -121,6 +129,10 @@ def streaming_nll(model: GPT, x: torch.Tensor, y: torch.Tensor, *, window: int |
     ``window=None``: the contiguous cache (the whole past); else a ``StreamingCache`` that
     keeps the first ``sinks`` tokens and the last ``window`` ones, positions within the cache.
     """
+    _check_x(model, x, "(B, L)")
+    check_ids("y", y, model.cfg.vocab_size, rank=2, shape="(B, L)")
+    if x.shape != y.shape:
+        raise ValueError(f"y must have the shape of x; got x: {tuple(x.shape)}, y: {tuple(y.shape)}")
     model.eval()
     cache = KVCache() if window is None else StreamingCache(window, sinks)
     nll = []
@@ -130,12 +142,21 @@ def streaming_nll(model: GPT, x: torch.Tensor, y: torch.Tensor, *, window: int |
     return torch.stack(nll, 1).mean(0)  # (L,)
 
 
+def _check_x(model: GPT, x: torch.Tensor, shape: str = "(B, T)") -> None:
+    """Ids ``x`` of the model's vocabulary, not empty (a mean over no query would be NaN)."""
+    check_ids("x", x, model.cfg.vocab_size, rank=2, device=model.tok.weight.device, shape=shape)
+    if x.numel() == 0:
+        raise ValueError(f"x must hold at least one token; got shape {tuple(x.shape)}")
+
+
 @torch.no_grad()
 def attention_to_first(model: GPT, x: torch.Tensor, n_first: int = 4) -> torch.Tensor:
     """Mean weight on the first ``n_first`` keys, per layer and query position: ``(n_layer, T)``.
 
     Averaged over the batch and heads; compare with a uniform reader, ``min(1, n_first / (i + 1))``.
     """
+    check_int("n_first", n_first, minimum=1)
+    _check_x(model, x)
     model(x, keep_weights=True)
     ws = model.attention_weights()  # n_layer x (B, H, T, T)
     return torch.stack([w[..., :n_first].sum(-1).mean((0, 1)) for w in ws])  # (n_layer, T)
@@ -147,6 +168,7 @@ def attention_by_offset(model: GPT, x: torch.Tensor) -> torch.Tensor:
 
     Averaged over the batch, the heads and the queries that have a key at that offset.
     """
+    _check_x(model, x)
     model(x, keep_weights=True)
     out = []
     for w in model.attention_weights():  # (B, H, T, T)
@@ -163,6 +185,9 @@ def receptive_field(model: GPT, x: torch.Tensor, position: int, *, layer: int | 
     ``position`` with respect to the token embeddings; zero outside the receptive field. With
     a sliding window ``w`` it reaches back ``layer (w - 1)`` positions.
     """
+    _check_x(model, x, "(1, T)")
+    if x.shape[0] != 1:  # only the first sequence's gradient would be read
+        raise ValueError(f"x must be one sequence (1, T); got shape {tuple(x.shape)}")
     check_int("position", position, minimum=0)
     if position >= x.shape[1]:
         raise ValueError(f"position must be < T={x.shape[1]}; got {position}")
@@ -179,6 +204,8 @@ def receptive_field(model: GPT, x: torch.Tensor, position: int, *, layer: int | 
     hooks = [model.tok.register_forward_hook(keep_embedding)]
     if layer is not None:
         check_int("layer", layer, minimum=1)
+        if layer > model.cfg.n_layer:
+            raise ValueError(f"layer must be at most n_layer={model.cfg.n_layer}; got {layer}")
         hooks.append(model.blocks[layer - 1].register_forward_hook(keep_state))
     try:
         with torch.enable_grad():

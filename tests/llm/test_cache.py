@@ -78,8 +78,10 @@ def test_paged_gather_reads_through_the_block_table() -> None:
     paged._append(0, 0, a[..., 3:, :], a[..., 3:, :])
     assert paged.tables[0] == [0, 1, 4] and paged.tables[1] == [2, 3]
     assert torch.equal(paged.gather(0, 0)[0], a) and torch.equal(paged.gather(1, 0)[0], b)
-    with pytest.raises(RuntimeError, match="no free block"):
+    with pytest.raises(ValueError, match="k holds 5 new tokens.*1 free"):
         paged._append(1, 0, torch.ones(1, 1, 5, 1), torch.ones(1, 1, 5, 1))
+    # refused before writing: nothing half-appended (it used to store 3 of the 5 and take block 5)
+    assert paged.tables[1] == [2, 3] and paged.free == [5] and torch.equal(paged.gather(1, 0)[0], b)
 
 
 def test_allocation_waste_against_the_formula() -> None:
