@@ -555,3 +555,41 @@ def finite(x: float) -> bool:
 __all__ = ["A", "Arg", "B", "C", "Fraction", "Idx", "Int", "Keep", "P", "Real", "Spec", "T", "Text", "U", "breakable",
            "check_outcome", "check_spec", "corruptions", "describe", "fresh", "heavy", "module", "np",
            "public_callables", "run_example", "run_valid"]
+
+
+def table_tests(specs: list[Spec], callables: list[str] | dict[str, Callable], not_tabled: dict | set, *,
+                test_file: str, fixtures: tuple[str, ...] = ()) -> tuple[Callable, ...]:
+    """The four tests every bad-input table runs, for a test module to bind at its top level::
+
+        (test_every_public_callable_has_a_spec, test_the_valid_call_works,
+         test_bad_input_is_refused_by_name_or_documented, test_table_summary) = table_tests(...)
+
+    ``callables`` are the public names the table must cover (a spec named ``f[variant]`` covers
+    ``f``), ``not_tabled`` the ones left out with a reason, ``fixtures`` pytest fixtures the calls
+    need (e.g. a process group).
+    """
+    import pytest
+
+    by_name = {s.name: s for s in specs}
+    uses = pytest.mark.usefixtures(*fixtures) if fixtures else (lambda f: f)
+
+    def test_every_public_callable_has_a_spec() -> None:
+        names = {s.name.split("[")[0] for s in specs}
+        missing = [n for n in callables if n not in names and n not in not_tabled]
+        assert not missing, f"add a Spec to {test_file} for {missing}"
+
+    @uses
+    @pytest.mark.parametrize("name", list(by_name))
+    def test_the_valid_call_works(name: str) -> None:
+        run_valid(by_name[name])
+
+    @uses
+    @pytest.mark.parametrize("name", breakable(specs))
+    def test_bad_input_is_refused_by_name_or_documented(name: str) -> None:
+        check_spec(by_name[name])
+
+    def test_table_summary() -> None:
+        assert len(describe(specs).splitlines()) == len(specs)
+
+    return (test_every_public_callable_has_a_spec, test_the_valid_call_works,
+            test_bad_input_is_refused_by_name_or_documented, test_table_summary)

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from robustness_kit import B, C, Idx, Int, Keep, P, Spec, T, breakable, check_spec, describe, module, run_valid
+from robustness_kit import (
+    B,
+    C,
+    Idx,
+    Int,
+    Keep,
+    P,
+    Spec,
+    T,
+    module,
+    table_tests,
+)
 
 import attnkit
 from attnkit import (
@@ -103,26 +114,11 @@ SPECS = [
             "key_padding": B(lambda: torch.ones(2, 6, dtype=torch.bool), rank=(2, 2))},
            skip={"query:empty": "tested below", "key:empty": "tested below"}),
 ]
-BY_NAME = {s.name: s for s in SPECS}
 
 
-def test_every_public_name_of_the_core_has_a_spec() -> None:
-    missing = [n for n in attnkit.__all__ if n not in BY_NAME and n not in NOT_HERE]
-    assert not missing, f"add a Spec to tests/test_core_robustness.py for {missing}"
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_the_valid_call_works(name: str) -> None:
-    run_valid(BY_NAME[name])
-
-
-@pytest.mark.parametrize("name", breakable(SPECS))
-def test_bad_input_is_refused_by_name_or_documented(name: str) -> None:
-    check_spec(BY_NAME[name])
-
-
-def test_table_summary() -> None:
-    assert len(describe(SPECS).splitlines()) == len(SPECS)
+(test_every_public_callable_has_a_spec, test_the_valid_call_works,
+ test_bad_input_is_refused_by_name_or_documented, test_table_summary) = table_tests(
+    SPECS, attnkit.__all__, NOT_HERE, test_file="tests/test_core_robustness.py")
 
 
 # ---- the documented results that the property test accepts ------------------------------------------

@@ -21,12 +21,9 @@ from robustness_kit import (
     Spec,
     T,
     Text,
-    breakable,
-    check_spec,
-    describe,
     heavy,
     public_callables,
-    run_valid,
+    table_tests,
 )
 
 nli, patterns, sequences, shapes, translation = (
@@ -97,26 +94,11 @@ HEAVY_SPECS = (
 for _spec in SPECS:
     if _spec.name in HEAVY_SPECS:
         heavy(_spec)
-BY_NAME = {s.name: s for s in SPECS}
 
 
-def test_every_public_callable_has_a_spec() -> None:
-    missing = [n for n in public_callables("attnkit.datasets") if n not in BY_NAME and n not in NOT_TABLED]
-    assert not missing, f"add a Spec to tests/datasets/test_datasets_robustness.py for {missing}"
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_the_valid_call_works(name: str) -> None:
-    run_valid(BY_NAME[name])
-
-
-@pytest.mark.parametrize("name", breakable(SPECS))
-def test_bad_input_is_refused_by_name_or_documented(name: str) -> None:
-    check_spec(BY_NAME[name])
-
-
-def test_table_summary() -> None:
-    assert len(describe(SPECS).splitlines()) == len(SPECS)
+(test_every_public_callable_has_a_spec, test_the_valid_call_works,
+ test_bad_input_is_refused_by_name_or_documented, test_table_summary) = table_tests(
+    SPECS, public_callables("attnkit.datasets"), NOT_TABLED, test_file="tests/datasets/test_datasets_robustness.py")
 
 
 def test_pad_batch_and_split_refuse_nonsense() -> None:

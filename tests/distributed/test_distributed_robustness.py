@@ -13,7 +13,17 @@ import importlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from robustness_kit import B, C, Int, Keep, Spec, T, breakable, check_spec, describe, heavy, public_callables, run_valid
+from robustness_kit import (
+    B,
+    C,
+    Int,
+    Keep,
+    Spec,
+    T,
+    heavy,
+    public_callables,
+    table_tests,
+)
 
 diagram, layouts, merge, ring, ulysses = (importlib.import_module(f"attnkit.distributed.{m}")
                                           for m in ("diagram", "layouts", "merge", "ring", "ulysses"))
@@ -89,7 +99,6 @@ SPECS = [
     Spec("ulysses.heads_to_sequence", ulysses.heads_to_sequence, {"y": T(1, 2, 4, 3)},
          skip={"y:dtype": "any dtype is re-sharded as is"}),
 ]
-BY_NAME = {s.name: s for s in SPECS}
 
 
 @pytest.fixture
@@ -99,21 +108,7 @@ def group_if_needed(request):
         request.getfixturevalue("world1")
 
 
-def test_every_public_callable_has_a_spec() -> None:
-    names = {s.name.split("[")[0] for s in SPECS}
-    missing = [n for n in public_callables("attnkit.distributed") if n not in names and n not in NOT_TABLED]
-    assert not missing, f"add a Spec to tests/distributed/test_distributed_robustness.py for {missing}"
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_the_valid_call_works(name: str, group_if_needed) -> None:
-    run_valid(BY_NAME[name])
-
-
-@pytest.mark.parametrize("name", breakable(SPECS))
-def test_bad_input_is_refused_by_name_or_documented(name: str, group_if_needed) -> None:
-    check_spec(BY_NAME[name])
-
-
-def test_table_summary() -> None:
-    assert len(describe(SPECS).splitlines()) == len(SPECS)
+(test_every_public_callable_has_a_spec, test_the_valid_call_works,
+ test_bad_input_is_refused_by_name_or_documented, test_table_summary) = table_tests(
+    SPECS, public_callables("attnkit.distributed"), NOT_TABLED,
+    test_file="tests/distributed/test_distributed_robustness.py", fixtures=("group_if_needed",))

@@ -20,12 +20,9 @@ from robustness_kit import (
     Spec,
     T,
     U,
-    breakable,
-    check_spec,
-    describe,
     module,
     public_callables,
-    run_valid,
+    table_tests,
 )
 
 from attnkit import attend, causal_mask
@@ -123,27 +120,11 @@ SPECS += [
            name="reversible.ReversibleStack", positional=("x1", "x2"),
            build=lambda kw: reversible.ReversibleStack([_block(), _block()], **kw)),
 ]
-BY_NAME = {s.name: s for s in SPECS}
 
 
-def test_every_public_callable_has_a_spec() -> None:
-    names = {s.name.split("[")[0] for s in SPECS}
-    missing = [n for n in public_callables("attnkit.efficient") if n not in names and n not in NOT_TABLED]
-    assert not missing, f"add a Spec to tests/efficient/test_efficient_robustness.py for {missing}"
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_the_valid_call_works(name: str) -> None:
-    run_valid(BY_NAME[name])
-
-
-@pytest.mark.parametrize("name", breakable(SPECS))
-def test_bad_input_is_refused_by_name_or_documented(name: str) -> None:
-    check_spec(BY_NAME[name])
-
-
-def test_table_summary() -> None:
-    assert len(describe(SPECS).splitlines()) == len(SPECS)
+(test_every_public_callable_has_a_spec, test_the_valid_call_works,
+ test_bad_input_is_refused_by_name_or_documented, test_table_summary) = table_tests(
+    SPECS, public_callables("attnkit.efficient"), NOT_TABLED, test_file="tests/efficient/test_efficient_robustness.py")
 
 
 # ---- the cases of issue #17, one by one ------------------------------------------------------------

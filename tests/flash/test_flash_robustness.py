@@ -10,9 +10,8 @@ import importlib
 import pkgutil
 
 import numpy as np
-import pytest
 import torch
-from robustness_kit import A, C, Int, Keep, P, Spec, T, Text, breakable, check_spec, describe, run_valid
+from robustness_kit import A, C, Int, Keep, P, Spec, T, Text, table_tests
 
 import attnkit.flash
 
@@ -93,7 +92,6 @@ SPECS = [
           "max_shared": Int(100 * 1024, 0)}),
     Spec("autotune.load_sweep", autotune.load_sweep, {"path": Text(str(autotune.RECORDED))}),
 ]
-BY_NAME = {s.name: s for s in SPECS}
 
 
 def _public() -> list[str]:
@@ -110,23 +108,11 @@ def _public() -> list[str]:
     return found
 
 
-def test_every_public_callable_has_a_spec() -> None:
-    names = {s.name.split("[")[0] for s in SPECS}
-    missing = [n for n in _public() if n not in names and n not in NOT_TABLED]
-    assert not missing, f"add a Spec to tests/flash/test_flash_robustness.py for {missing}"
+(test_every_public_callable_has_a_spec, test_the_valid_call_works,
+ test_bad_input_is_refused_by_name_or_documented, test_table_summary) = table_tests(
+    SPECS, _public(), NOT_TABLED, test_file="tests/flash/test_flash_robustness.py")
+
+
+def test_every_triton_free_flash_module_is_tabled() -> None:
     modules = {i.name for i in pkgutil.iter_modules(attnkit.flash.__path__) if not i.name.startswith("_")}
     assert modules - set(TRITON_MODULES) == {"api", "autotune", "online_softmax"}
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_the_valid_call_works(name: str) -> None:
-    run_valid(BY_NAME[name])
-
-
-@pytest.mark.parametrize("name", breakable(SPECS))
-def test_bad_input_is_refused_by_name_or_documented(name: str) -> None:
-    check_spec(BY_NAME[name])
-
-
-def test_table_summary() -> None:
-    assert len(describe(SPECS).splitlines()) == len(SPECS)

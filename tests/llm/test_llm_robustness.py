@@ -22,13 +22,10 @@ from robustness_kit import (
     Spec,
     T,
     Text,
-    breakable,
-    check_spec,
-    describe,
     fresh,
     heavy,
     public_callables,
-    run_valid,
+    table_tests,
 )
 
 cache, corpus, diagrams, gpt, mla, records, train = (
@@ -184,7 +181,6 @@ SPECS = [
                                                                           sinks=sinks),
                {"window": Int(4), "sinks": Int(2, 0)})),
 ]
-BY_NAME = {s.name: s for s in SPECS}
 
 
 def _decode(idx: torch.Tensor) -> torch.Tensor:
@@ -194,24 +190,9 @@ def _decode(idx: torch.Tensor) -> torch.Tensor:
     return m(idx, c)
 
 
-def test_every_public_callable_has_a_spec() -> None:
-    names = {s.name.split("[")[0] for s in SPECS}
-    missing = [n for n in public_callables("attnkit.llm") if n not in names and n not in NOT_TABLED]
-    assert not missing, f"add a Spec to tests/llm/test_llm_robustness.py for {missing}"
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_the_valid_call_works(name: str) -> None:
-    run_valid(BY_NAME[name])
-
-
-@pytest.mark.parametrize("name", breakable(SPECS))
-def test_bad_input_is_refused_by_name_or_documented(name: str) -> None:
-    check_spec(BY_NAME[name])
-
-
-def test_table_summary() -> None:
-    assert len(describe(SPECS).splitlines()) == len(SPECS)
+(test_every_public_callable_has_a_spec, test_the_valid_call_works,
+ test_bad_input_is_refused_by_name_or_documented, test_table_summary) = table_tests(
+    SPECS, public_callables("attnkit.llm"), NOT_TABLED, test_file="tests/llm/test_llm_robustness.py")
 
 
 # ---- bad input the corruptions above do not make: each once failed silently or deep inside torch
