@@ -6,17 +6,10 @@ import math
 
 import pytest
 import torch
+from llm_helpers import random_gpt
 
 from attnkit.llm.cache import KVCache, PagedKVCache, StreamingCache, allocation_waste, cache_bytes
 from attnkit.llm.gpt import GPT, GPTConfig
-
-
-def _model(**kw) -> GPT:
-    torch.manual_seed(0)
-    m = GPT(GPTConfig(**kw)).double().eval()
-    for p in m.parameters():
-        p.data.normal_(0, 0.3)
-    return m
 
 
 def test_measured_bytes_equal_the_formula() -> None:
@@ -32,7 +25,7 @@ def test_measured_bytes_equal_the_formula() -> None:
 @pytest.mark.parametrize("positions", ["rotary", "alibi", "none"])
 def test_rolling_cache_equals_sliding_window_attention(positions) -> None:
     """A cache of the last w tokens, positions within the cache, gives the windowed model's logits."""
-    m = _model(positions=positions, window=6)
+    m = random_gpt(positions=positions, window=6)
     x = torch.randint(65, (2, 25))
     full = m(x)
     cache = StreamingCache(6)
@@ -54,7 +47,7 @@ def test_sinks_keep_the_first_tokens_and_the_last_window() -> None:
 
 
 def test_paged_cache_gives_identical_outputs() -> None:
-    m = _model(positions="rotary", n_kv_head=2)
+    m = random_gpt(positions="rotary", n_kv_head=2)
     paged = PagedKVCache(2, n_blocks=20, block_size=4, n_kv_head=2, d_head=8, dtype=torch.float64)
     prompts = [torch.randint(65, (1, n)) for n in (5, 11, 2)]
     views = [paged.sequence(i) for i in range(3)]

@@ -7,19 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from llm_helpers import random_gpt
 
 from attnkit.efficient.local import sliding_window_mask
 from attnkit.llm.cache import KVCache
 from attnkit.llm.gpt import GPT, POSITIONS, GPTConfig, alibi_slopes, decoder_mask, generate, sample_next
 from attnkit.transformers.positions import apply_rotary
-
-
-def _model(**kw) -> GPT:
-    torch.manual_seed(0)
-    m = GPT(GPTConfig(**kw)).double().eval()
-    for p in m.parameters():  # larger weights than the init, so the tests see real attention
-        p.data.normal_(0, 0.3)
-    return m
 
 
 def _reference_attention(attn, x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +40,7 @@ def _reference_attention(attn, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("positions", ["learned", "rotary", "alibi", "none"])
 @pytest.mark.parametrize("n_kv_head,window", [(8, None), (2, None), (1, 5)])
 def test_attention_layer_matches_sdpa(positions, n_kv_head, window) -> None:
-    m = _model(positions=positions, n_kv_head=n_kv_head, window=window)
+    m = random_gpt(positions=positions, n_kv_head=n_kv_head, window=window)
     x = torch.randn(2, 12, 64, dtype=torch.float64)
     attn = m.blocks[0].attn
     torch.testing.assert_close(attn(x), _reference_attention(attn, x))
@@ -62,7 +55,7 @@ def test_alibi_slopes_and_mask() -> None:
 @pytest.mark.parametrize("positions", POSITIONS)
 @pytest.mark.parametrize("n_kv_head", [8, 2, 1])
 def test_cache_gives_the_logits_of_recomputing_the_prefix(positions, n_kv_head) -> None:
-    m = _model(positions=positions, n_kv_head=n_kv_head)
+    m = random_gpt(positions=positions, n_kv_head=n_kv_head)
     x = torch.randint(65, (2, 30))
     full = m(x)
     cache = KVCache()
@@ -72,7 +65,7 @@ def test_cache_gives_the_logits_of_recomputing_the_prefix(positions, n_kv_head) 
 
 
 def test_decoder_predicts_from_the_past_only() -> None:
-    m = _model(positions="rotary")
+    m = random_gpt(positions="rotary")
     x = torch.randint(65, (1, 20))
     y = x.clone()
     y[0, 12:] = (y[0, 12:] + 1) % 65
@@ -80,7 +73,7 @@ def test_decoder_predicts_from_the_past_only() -> None:
 
 
 def test_learned_positions_cannot_go_past_the_table_and_bad_configs() -> None:
-    m = _model(positions="learned", block_size=16)
+    m = random_gpt(positions="learned", block_size=16)
     with pytest.raises(ValueError, match="block_size=16"):
         m(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(TypeError, match="idx must be a long tensor"):
@@ -108,7 +101,7 @@ def test_sampling_temperature_and_top_k() -> None:
 
 
 def test_generate_with_and_without_cache_agree() -> None:
-    m = _model(positions="rotary")
+    m = random_gpt(positions="rotary")
     prompt = torch.randint(65, (2, 5))
     a = generate(m, prompt, 12, temperature=1.0, top_k=10, seed=3, use_cache=True)
     b = generate(m, prompt, 12, temperature=1.0, top_k=10, seed=3, use_cache=False)
@@ -116,7 +109,7 @@ def test_generate_with_and_without_cache_agree() -> None:
 
 
 def test_generate_past_a_learned_table_slides_the_context() -> None:
-    m = _model(positions="learned", block_size=16)
+    m = random_gpt(positions="learned", block_size=16)
     prompt = torch.randint(65, (1, 4))
     a = generate(m, prompt, 30, seed=2, use_cache=True)
     b = generate(m, prompt, 30, seed=2, use_cache=False)

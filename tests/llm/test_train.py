@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from llm_helpers import random_gpt
 
 from attnkit.llm.gpt import GPT, GPTConfig, nll_per_position
 from attnkit.llm.train import (
@@ -16,14 +17,6 @@ from attnkit.llm.train import (
 )
 
 
-def _model(**kw) -> GPT:
-    torch.manual_seed(0)
-    m = GPT(GPTConfig(**kw)).double().eval()
-    for p in m.parameters():
-        p.data.normal_(0, 0.3)
-    return m
-
-
 def test_a_few_steps_of_training_lower_the_loss() -> None:
     r = train_gpt(GPTConfig(n_layer=1, d_model=32, n_head=4, block_size=32), steps=30, eval_every=30,
                   eval_n=8, batch_size=8)
@@ -32,7 +25,7 @@ def test_a_few_steps_of_training_lower_the_loss() -> None:
 
 
 def test_pooling_is_the_mean_of_the_heads() -> None:
-    m = _model()
+    m = random_gpt()
     p = pool_kv_heads(m, 2)
     for a, b in zip(m.blocks, p.blocks, strict=True):
         wk = a.attn.wk.weight.view(8, 8, 64)  # (H, Dh, E)
@@ -43,7 +36,7 @@ def test_pooling_is_the_mean_of_the_heads() -> None:
 
 
 def test_pooling_identical_heads_changes_nothing() -> None:
-    m = _model()
+    m = random_gpt()
     for b in m.blocks:
         for w in (b.attn.wk, b.attn.wv):
             head = w.weight.data[:8].clone()
@@ -57,7 +50,7 @@ def test_pooling_identical_heads_changes_nothing() -> None:
 
 
 def test_streaming_with_a_long_window_is_full_attention() -> None:
-    m = _model(positions="rotary")
+    m = random_gpt(positions="rotary")
     x = torch.randint(65, (2, 20))
     y = torch.randint(65, (2, 20))
     full = nll_per_position(m, x, y)
@@ -67,7 +60,7 @@ def test_streaming_with_a_long_window_is_full_attention() -> None:
 
 
 def test_attention_to_first_tokens() -> None:
-    m = _model(positions="none")
+    m = random_gpt(positions="none")
     a = attention_to_first(m, torch.randint(65, (2, 16)), n_first=4)
     assert a.shape == (2, 16)
     assert torch.allclose(a[:, :4], torch.ones(2, 4, dtype=a.dtype))  # only the first four exist yet
@@ -89,7 +82,7 @@ def test_receptive_field_grows_by_window_minus_one_per_layer() -> None:
 
 
 def test_attention_by_offset_of_uniform_attention() -> None:
-    m = _model(positions="none")
+    m = random_gpt(positions="none")
     for b in m.blocks:  # zero queries: every key gets the same weight 1 / (i + 1)
         b.attn.wq.weight.data.zero_()
     x = torch.randint(65, (2, 8))
