@@ -27,6 +27,7 @@ Shapes: ``B`` batch, ``T`` new tokens, ``S`` keys (cached + new), ``E`` model wi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -220,8 +221,9 @@ class GPT(nn.Module):
                 raise ValueError(f"learned positions stop at block_size={self.cfg.block_size}; "
                                  f"got positions up to {start + T - 1}")
             x = x + self.pos(torch.arange(start, start + T, device=idx.device))
-        elif kind == "sinusoidal":
-            x = x + sinusoidal_positions(start + T, self.cfg.d_model, dtype=x.dtype)[start:]
+        elif kind == "sinusoidal":  # Vaswani et al. (2017, sec. 3.4): embeddings times sqrt(E)
+            pe = sinusoidal_positions(start + T, self.cfg.d_model, dtype=x.dtype)[start:]  # (T, E)
+            x = x * math.sqrt(self.cfg.d_model) + pe.to(x.device)
         for block in self.blocks:
             x = block(x, cache, keep_weights=keep_weights)
         if cache is not None:
