@@ -4,7 +4,8 @@ Pre-norm blocks ``x = x + attn(ln(x)); x = x + mlp(ln(x))``, causal self-attenti
 layer norm and an unembedding tied to the token embedding, as in GPT-2 and nanoGPT. The
 options this Part measures:
 
-- ``positions``: ``"learned"`` (GPT-2's table), ``"sinusoidal"`` (Vaswani et al.),
+- ``positions``: ``"learned"`` (GPT-2's table), ``"sinusoidal"`` (Vaswani et al.; the token
+  embeddings are multiplied by ``sqrt(E)`` before the sinusoids are added, their section 3.4),
   ``"rotary"`` (Su et al.), ``"alibi"`` (Press et al.: a per-head linear bias
   $-m_h (i - j)$ added to the scores) or ``"none"`` (the causal mask alone);
 - ``n_kv_head``: grouped-query attention (Ainslie et al., 2023): ``H`` query heads share

@@ -1,8 +1,7 @@
 """Recorded multi-seed runs for the Part V chapters (too slow for a chapter's budget).
 
     python -m attnkit.llm.records kv-heads    [--seeds 3] [--steps 600] [--jobs 1]
-    python -m attnkit.llm.records positions   [--seeds 3] [--steps 600] [--jobs 1]
-                                              [--kinds sinusoidal ...]
+    python -m attnkit.llm.records positions   [--seeds 3] [--steps 600] [--jobs 1] [--kinds K ...]
 
 - ``kv-heads``: the tiny decoder (2 layers, 8 query heads, width 64, context 64, learned
   positions) trained with ``H_kv`` = 1, 2, 4, 8 key/value heads; validation loss and cache
