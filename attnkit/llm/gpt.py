@@ -4,7 +4,8 @@ Pre-norm blocks ``x = x + attn(ln(x)); x = x + mlp(ln(x))``, causal self-attenti
 layer norm and an unembedding tied to the token embedding, as in GPT-2 and nanoGPT. The
 options this Part measures:
 
-- ``positions``: ``"learned"`` (GPT-2's table), ``"sinusoidal"`` (Vaswani et al.),
+- ``positions``: ``"learned"`` (GPT-2's table), ``"sinusoidal"`` (Vaswani et al.; the token
+  embeddings are multiplied by ``sqrt(E)`` before the sinusoids are added, their section 3.4),
   ``"rotary"`` (Su et al.), ``"alibi"`` (Press et al.: a per-head linear bias
   $-m_h (i - j)$ added to the scores) or ``"none"`` (the causal mask alone);
 - ``n_kv_head``: grouped-query attention (Ainslie et al., 2023): ``H`` query heads share
@@ -27,6 +28,7 @@ Shapes: ``B`` batch, ``T`` new tokens, ``S`` keys (cached + new), ``E`` model wi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -220,8 +222,9 @@ class GPT(nn.Module):
                 raise ValueError(f"learned positions stop at block_size={self.cfg.block_size}; "
                                  f"got positions up to {start + T - 1}")
             x = x + self.pos(torch.arange(start, start + T, device=idx.device))
-        elif kind == "sinusoidal":
-            x = x + sinusoidal_positions(start + T, self.cfg.d_model, dtype=x.dtype)[start:]
+        elif kind == "sinusoidal":  # Vaswani et al. (2017, sec. 3.4): embeddings times sqrt(E)
+            pe = sinusoidal_positions(start + T, self.cfg.d_model, dtype=x.dtype)[start:]  # (T, E)
+            x = x * math.sqrt(self.cfg.d_model) + pe.to(x.device)
         for block in self.blocks:
             x = block(x, cache, keep_weights=keep_weights)
         if cache is not None:

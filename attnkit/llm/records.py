@@ -1,7 +1,7 @@
 """Recorded multi-seed runs for the Part V chapters (too slow for a chapter's budget).
 
     python -m attnkit.llm.records kv-heads    [--seeds 3] [--steps 600] [--jobs 1]
-    python -m attnkit.llm.records positions   [--seeds 3] [--steps 600] [--jobs 1]
+    python -m attnkit.llm.records positions   [--seeds 3] [--steps 600] [--jobs 1] [--kinds K ...]
 
 - ``kv-heads``: the tiny decoder (2 layers, 8 query heads, width 64, context 64, learned
   positions) trained with ``H_kv`` = 1, 2, 4, 8 key/value heads; validation loss and cache
@@ -12,6 +12,9 @@
   (learned, sinusoidal, rotary, ALiBi, none), trained at context 64 and evaluated on windows
   of 256 characters: the loss at every position (learned positions stop at 64). Rotary is also
   evaluated with position interpolation (angles scaled by 64 / 256, no fine-tuning).
+  ``--kinds`` reruns only those kinds and merges their rows into the existing JSON (the other
+  rows are kept; each row keeps the provenance of the run that made it); the seeds and steps
+  default to the existing record's and must match them.
 
 ``--jobs`` runs the training runs in that many processes (one thread each; the results do not
 depend on it). JSON with provenance in ``attnkit/data/records/llm-<name>.json``; ``load_record(name)`` reads it.
@@ -107,10 +110,16 @@ def _pos_job(job: tuple[str, int, int]) -> dict[str, object]:
     return out
 
 
-def record_positions(seeds: int, steps: int, jobs: int = 1) -> dict[str, object]:
-    done = _run_jobs(_pos_job, [(k, s, steps) for k in POSITIONS for s in range(seeds)], jobs)
+def record_positions(seeds: int, steps: int, jobs: int = 1,
+                     kinds: tuple[str, ...] = POSITIONS) -> dict[str, object]:
+    """Train ``seeds`` decoders of ``steps`` steps for each of ``kinds``; rows in ``POSITIONS`` order."""
+    bad = [k for k in kinds if k not in POSITIONS]
+    if bad or not kinds:
+        raise ValueError(f"kinds must be a non-empty subset of {POSITIONS}; got {tuple(kinds)!r}")
+    kinds = tuple(k for k in POSITIONS if k in kinds)
+    done = _run_jobs(_pos_job, [(k, s, steps) for k in kinds for s in range(seeds)], jobs)
     rows = []
-    for kind in POSITIONS:
+    for kind in kinds:
         runs = sorted((r for r in done if r["positions"] == kind), key=lambda r: r["seed"])
         rows.append({"positions": kind, "curves": [r["curve"] for r in runs]})
         if kind == "rotary":
@@ -118,9 +127,36 @@ def record_positions(seeds: int, steps: int, jobs: int = 1) -> dict[str, object]
     return {"what": f"GPT 2 layers, 8 heads, d_model 64, trained at context 64 ({steps} steps, as kv-heads); "
                     f"cross-entropy (nats/char) at each position of 64 fixed validation windows of {EXTRAP_LEN} "
                     "(learned positions: the first 64 only). 'rotary + PI': the rotary models with angles "
-                    f"scaled by 64/{EXTRAP_LEN} (position interpolation, no fine-tuning).",
+                    f"scaled by 64/{EXTRAP_LEN} (position interpolation, no fine-tuning). Sinusoidal: "
+                    "token embeddings times sqrt(64) before the sinusoids are added (Vaswani et al., "
+                    "sec. 3.4).",
             "steps": steps, "seeds": list(range(seeds)), "train_length": 64, "eval_length": EXTRAP_LEN,
             "rows": rows}
+
+
+def _row_kind(row: dict[str, object]) -> str:
+    return str(row["positions"]).split(" + ")[0]  # "rotary + PI" comes from the rotary runs
+
+
+def _merge_positions(old: dict[str, object], new: dict[str, object], prov: dict[str, object]) -> dict[str, object]:
+    """``old`` record with the rows of ``new``'s kinds replaced by ``new``'s, each stamped with ``prov``.
+
+    The rows kept from ``old`` get ``old``'s provenance (if they had none of their own); the
+    top-level ``provenance`` stays the first full run's and ``updates`` lists each rerun.
+    ``new`` must have been run with ``old``'s seeds and steps.
+    """
+    for key in ("steps", "seeds", "train_length", "eval_length"):
+        if old.get(key) != new.get(key):
+            raise ValueError(f"a rerun must keep the record's {key}={old.get(key)!r}; got {new.get(key)!r}")
+    kinds = {_row_kind(r) for r in new["rows"]}
+    rows = {r["positions"]: r for r in old["rows"]}
+    for r in rows.values():
+        r.setdefault("provenance", old["provenance"])
+    for r in new["rows"]:
+        rows[r["positions"]] = {**r, "provenance": prov}
+    order = [p for k in POSITIONS for p in (k, k + " + PI") if p in rows]
+    updates = [*old.get("updates", []), {"kinds": sorted(kinds), "provenance": prov}]
+    return {**old, "what": new["what"], "rows": [rows[p] for p in order], "updates": updates}
 
 
 def load_record(name: str) -> dict[str, object]:
@@ -137,17 +173,36 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m attnkit.llm.records", description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=["kv-heads", "positions"])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seeds", type=int, default=None, help="default 3 (with --kinds: the record's)")
+    parser.add_argument("--steps", type=int, default=None, help="default 600 (with --kinds: the record's)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel processes")
+    parser.add_argument("--kinds", nargs="+", choices=POSITIONS, default=None,
+                        help="positions only: rerun these kinds and merge them into the existing record")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    out = args.out or RECORDS / f"llm-{args.name}.json"
+    old = None
+    if args.kinds is not None:
+        if args.name != "positions":
+            parser.error("--kinds applies to the positions record only")
+        if not out.exists():
+            parser.error(f"--kinds merges into an existing record; {out} does not exist")
+        old = json.loads(out.read_text())
+        seeds, steps = len(old["seeds"]), old["steps"]
+        if (args.seeds not in (None, seeds)) or (args.steps not in (None, steps)):
+            parser.error(f"--kinds must keep the record's {seeds} seeds and {steps} steps; "
+                         f"got --seeds {args.seeds} --steps {args.steps}")
+    else:
+        seeds, steps = args.seeds or 3, args.steps or 600
     torch.set_num_threads(1)
-    body = (record_kv_heads if args.name == "kv-heads" else record_positions)(args.seeds, args.steps, args.jobs)
+    if args.name == "kv-heads":
+        body = record_kv_heads(seeds, steps, args.jobs)
+    else:
+        body = record_positions(seeds, steps, args.jobs, tuple(args.kinds or POSITIONS))
     prov = provenance(argv)
     prov["command"] = "python -m attnkit.llm.records " + " ".join(argv)
-    out = args.out or RECORDS / f"llm-{args.name}.json"
-    out.write_text(json.dumps({"provenance": prov, **body}, indent=1) + "\n")
+    record = {"provenance": prov, **body} if old is None else _merge_positions(old, body, prov)
+    out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -122,3 +122,21 @@ def test_untrained_model_predicts_about_uniformly() -> None:
     x = torch.randint(65, (4, 64))
     loss = F.cross_entropy(m(x).reshape(-1, 65), x.roll(-1, 1).reshape(-1))
     assert abs(loss.item() - math.log(65)) < 0.1
+
+
+def test_sinusoidal_positions_scale_the_embeddings_by_sqrt_d_as_in_vaswani() -> None:
+    """Vaswani et al. (2017, sec. 3.4): the first block reads sqrt(E) * embedding + sinusoid
+    (the sinusoid by hand from the formula); the tied unembedding uses the unscaled table."""
+    m = random_gpt(positions="sinusoidal", d_model=16, n_head=2)
+    E, idx = m.cfg.d_model, torch.tensor([[3, 1, 4, 1, 5]])
+    seen = {}
+    m.blocks[0].register_forward_pre_hook(lambda mod, args: seen.setdefault("x", args[0]))
+    logits = m(idx)
+    pos = torch.arange(5, dtype=torch.float64)[:, None]               # (T, 1)
+    angle = pos / 10000 ** (torch.arange(0, E, 2, dtype=torch.float64) / E)  # (T, E/2)
+    pe = torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).reshape(5, E)  # (T, E) interleaved
+    torch.testing.assert_close(seen["x"], math.sqrt(E) * m.tok.weight[idx] + pe)
+    h = seen["x"]
+    for block in m.blocks:
+        h = block(h)
+    torch.testing.assert_close(logits, m.ln_f(h) @ m.tok.weight.T)
