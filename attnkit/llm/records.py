@@ -199,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         body = record_kv_heads(seeds, steps, args.jobs)
     else:
         body = record_positions(seeds, steps, args.jobs, tuple(args.kinds or POSITIONS))
-    prov = provenance(argv)
-    prov["command"] = "python -m attnkit.llm.records " + " ".join(argv)
+    prov = provenance(argv, "attnkit.llm.records")
     record = {"provenance": prov, **body} if old is None else _merge_positions(old, body, prov)
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")

@@ -28,17 +28,14 @@ provenance (date, versions, machine, command) in ``attnkit/data/records/part2_<n
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from attnkit.transformers.records import summary
+from attnkit.transformers.records import provenance, summary
 
 RECORDS = Path(__file__).resolve().parent.parent / "data" / "records"
 """Where the recorded JSON files live (inside the package, so chapters find them offline)."""
@@ -61,17 +58,6 @@ LENGTH_BINS = ((2, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 22))
 
 SHOWCASE = ("i love you", "we love him", "pick it up", "she does not love me", "look it up")
 """Sentences whose Bahdanau alignments are recorded (the first and the last are training sentences)."""
-
-
-def provenance(argv: list[str]) -> dict[str, object]:
-    """Date, versions, machine and the exact command of a recording."""
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "python -m attnkit.recurrent.records " + " ".join(argv),
-        "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores (shared), "
-                   f"{platform.system()} {platform.release()}",
-    }
 
 
 def by_length(lengths: list[int], flags: list[bool]) -> list[list[int]]:
@@ -262,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         body = record_feedback(args.seeds)
     out = args.out or RECORDS / f"part2_{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"provenance": provenance(argv), **body}, indent=1) + "\n")
+    out.write_text(json.dumps({"provenance": provenance(argv, "attnkit.recurrent.records"), **body}, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -41,11 +41,12 @@ RECORDS = Path(__file__).resolve().parent.parent / "data" / "records"
 """Where the recorded JSON files live (inside the package, so chapters find them offline)."""
 
 
-def provenance(argv: list[str]) -> dict[str, object]:
-    """Date, versions, machine and the exact command of a recording."""
+def provenance(argv: list[str], module: str = "attnkit.transformers.records") -> dict[str, object]:
+    """Date, versions, machine and the exact command (``python -m module argv...``) of a recording;
+    shared by the record commands of every part."""
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "python -m attnkit.transformers.records " + " ".join(argv),
+        "command": f"python -m {module} " + " ".join(argv),
         "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores (shared), "
                    f"{platform.system()} {platform.release()}",
