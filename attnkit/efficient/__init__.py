@@ -1,5 +1,7 @@
 """Efficient attention (2019-2020): making ``attend`` cheaper than ``O(N^2)``.
 
+The package behind the chapter *Efficient transformers (2019-2020)* (Part IV).
+
 ======================  ==================================================  ==============================
 module                  mechanism                                           exact?
 ======================  ==================================================  ==============================

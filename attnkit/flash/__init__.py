@@ -1,4 +1,6 @@
-"""FlashAttention: exact attention tiled for the GPU's memory hierarchy (Part IV of the book).
+"""FlashAttention: exact attention tiled for the GPU's memory hierarchy.
+
+The package behind the chapter *FlashAttention: exact attention tiled for the GPU* (Part IV).
 
 - ``attnkit.flash.online_softmax``: the online softmax, a blocked NumPy reference of the
   forward (in FlashAttention-2's and FlashAttention-1's loop orders) and backward passes, and
