@@ -38,12 +38,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import datetime
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -51,6 +48,8 @@ from pathlib import Path
 
 import torch
 
+from attnkit.bench._common import provenance as _provenance
+from attnkit.bench._common import write_results
 from attnkit.core import attend
 from attnkit.efficient._common import relative_error
 from attnkit.efficient.chunked import chunked_attention, chunked_attention_bytes, exact_attention_bytes
@@ -315,25 +314,9 @@ def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
 
 
 def provenance(args: argparse.Namespace) -> dict:
-    """Where and when the numbers were taken."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    """Where and when the numbers were taken, and on what inputs."""
     return {
-        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "git_commit": commit,
-        "machine": f"{cpu}, {os.cpu_count()} logical cores (shared), {platform.system()} {platform.release()}",
-        "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-        "command": "python -m attnkit.bench efficient " + " ".join(getattr(args, "argv", [])),
-        "load_average_1_5_15_min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        **_provenance("python -m attnkit.bench efficient " + " ".join(getattr(args, "argv", []))),
         "dtype": "float32", "memory": "peak RSS (VmHWM after clear_refs) minus RSS before the call",
         "inputs": f"timed on i.i.d. N(0, 1) q, k, v of shape (N, {args.d}), one head, batch 1; errors also on "
                   "attnkit.efficient.data.smooth_sequence",
@@ -473,16 +456,6 @@ def main(argv: list[str] | None = None) -> int:
     data = run_benchmark(args)
     print()
     print(format_table(data))
-    (out / "efficient.json").write_text(json.dumps(data, indent=1))
-    if not args.no_plot:
-        import matplotlib
-
-        if "matplotlib.pyplot" not in sys.modules:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig = plot(data)
-        fig.savefig(out / "efficient.png", dpi=110)
-        plt.close(fig)
-    print(f"wrote {out / 'efficient.json'}" + ("" if args.no_plot else f" and {out / 'efficient.png'}"))
+    written = write_results(out, "efficient", data, None if args.no_plot else plot)
+    print("wrote " + " and ".join(map(str, written)))
     return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from attnkit.bench.efficient import provenance as _provenance
+from attnkit.bench._common import provenance, write_results
 from attnkit.llm.cache import KVCache, StreamingCache, cache_bytes
 from attnkit.llm.gpt import GPT, GPTConfig
 
@@ -139,26 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = run_benchmark(args)
-    args.d = 64  # read by the shared provenance helper
-    prov = _provenance(args)
-    prov["command"] = "python -m attnkit.bench llm " + " ".join(argv)
-    prov.pop("memory", None)
-    prov["inputs"] = "random token ids, batch 1; CPU time per token, best of --repeats"
+    prov = {**provenance("python -m attnkit.bench llm " + " ".join(argv)), "dtype": "float32",
+            "inputs": "random token ids, batch 1; CPU time per token, best of --repeats"}
     data = {"provenance": prov, **data}
     print()
     print(format_table(data))
-    (out / "llm.json").write_text(json.dumps(data, indent=1))
-    if not args.no_plot:
-        import matplotlib
-
-        if "matplotlib.pyplot" not in sys.modules:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig = plot(data)
-        fig.savefig(out / "llm.png", dpi=110)
-        plt.close(fig)
-    print(f"wrote {out / 'llm.json'}")
+    written = write_results(out, "llm", data, None if args.no_plot else plot)
+    print("wrote " + " and ".join(map(str, written)))
     return 0
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from attnkit.transformers.records import load_record as _load_record
 from attnkit.transformers.records import provenance, summary
 
 RECORDS = Path(__file__).resolve().parent.parent / "data" / "records"
@@ -214,11 +215,7 @@ def record_feedback(seeds: int) -> dict[str, object]:
 
 def load_record(name: str) -> dict[str, object]:
     """The recorded runs ``attnkit/data/records/part2_<name>.json`` (``provenance`` and ``rows``)."""
-    path = RECORDS / f"part2_{name}.json"
-    if not path.exists():
-        have = sorted(p.stem.removeprefix("part2_") for p in RECORDS.glob("part2_*.json"))
-        raise ValueError(f"no recorded Part II runs named {name!r}; recorded: {have}")
-    return json.loads(path.read_text())
+    return _load_record(name, prefix="part2_")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,11 +142,16 @@ def record_gat(seeds: int, steps: int) -> dict[str, object]:
                     "Adam lr 0.01, weight decay 5e-4, full batch; test accuracy", "rows": rows}
 
 
-def load_record(name: str) -> dict[str, object]:
-    """The recorded runs ``attnkit/data/records/<name>.json`` (``provenance`` and ``rows``)."""
-    path = RECORDS / f"{name}.json"
+def load_record(name: str, *, prefix: str = "") -> dict[str, object]:
+    """The recorded runs ``attnkit/data/records/<prefix><name>.json`` (``provenance`` and ``rows``).
+
+    Part III's files have no prefix; other parts name theirs ``part2_<name>``, ``llm-<name>``.
+    """
+    path = RECORDS / f"{prefix}{name}.json"
     if not path.exists():
-        have = sorted(p.stem for p in RECORDS.glob("*.json"))
+        others = ("part2_", "llm-")
+        have = sorted(p.stem.removeprefix(prefix) for p in RECORDS.glob(f"{prefix}*.json")
+                      if prefix or not p.stem.startswith(others))
         raise ValueError(f"no recorded runs named {name!r}; recorded: {have}")
     return json.loads(path.read_text())
 
